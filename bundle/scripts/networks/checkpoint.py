@@ -1,0 +1,142 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Strict loading of SAM-Med3D checkpoints (official container, plain state_dict, DDP) and conversion to model.pt.
+
+Run from ``bundle/``: ``python -m scripts.networks.checkpoint convert sam_med3d_turbo.pth models/model.pt``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["read_state_dict", "check_state_dict", "load_checkpoint", "convert"]
+
+_LISTED = 8  # keys named per category in an error message
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint with ``weights_only=True`` and return its plain state_dict.
+
+    Accepts the official container (``{"model_state_dict": ..., <other keys ignored>}``), a plain state_dict and one
+    saved from a DDP-wrapped model (every key prefixed with ``module.``).
+
+    Args:
+        path: the checkpoint file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a readable PyTorch checkpoint holding a state_dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint (weights_only=True): {first_line}") from e
+    if isinstance(obj, Mapping) and isinstance(obj.get("model_state_dict"), Mapping):
+        obj = obj["model_state_dict"]
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(
+            f"{path} holds no state_dict: expected a dict of tensors or a dict with 'model_state_dict' "
+            f"(the official SAM-Med3D container)."
+        )
+    state = dict(obj)
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _listed(keys: list[str]) -> str:
+    more = f" ... (+{len(keys) - _LISTED} more)" if len(keys) > _LISTED else ""
+    return ", ".join(keys[:_LISTED]) + more
+
+
+def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Raise a ``ValueError`` naming missing, unexpected and mis-shaped keys unless ``state`` fits ``model`` exactly.
+
+    Args:
+        model: the network to load into.
+        state: the state_dict to check.
+        source: name of the checkpoint, for the message.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mis_shaped = sorted(
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    )
+    problems = [
+        f"{len(keys)} {what}: {_listed(keys)}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mis_shaped))
+        if keys
+    ]
+    if problems:
+        raise ValueError(
+            f"{source} does not match the network ({'; '.join(problems)}). "
+            "Use a SAM-Med3D checkpoint of this architecture (e.g. sam_med3d_turbo.pth) or fix the network size."
+        )
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a checkpoint into ``model`` strictly.
+
+    Args:
+        model: the network.
+        path: official ``.pth`` container, plain state_dict or DDP state_dict.
+
+    Returns:
+        ``model``, for chaining in configs.
+    """
+    state = read_state_dict(path)
+    check_state_dict(model, state, source=str(path))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def convert(src: str, dst: str, overwrite: bool = False) -> str:
+    """Convert an official checkpoint into a plain state_dict (``models/model.pt``), checked against the network.
+
+    Args:
+        src: the official ``.pth`` file.
+        dst: where to write the plain state_dict.
+        overwrite: replace ``dst`` if it exists.
+
+    Returns:
+        ``dst``.
+    """
+    from .sam_med3d import SAMMed3D
+
+    if Path(dst).exists() and not overwrite:
+        raise FileExistsError(f"{dst} exists; pass --overwrite True to replace it.")
+    state = read_state_dict(src)
+    check_state_dict(SAMMed3D(), state, source=src)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{dst}.tmp-{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, dst)  # never leave a half-written model.pt
+    print(f"wrote {dst}: {len(state)} tensors, {sum(v.numel() for v in state.values()):,} values")
+    return dst
+
+
+if __name__ == "__main__":
+    import fire
+
+    fire.Fire({"convert": convert})

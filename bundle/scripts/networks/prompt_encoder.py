@@ -1,0 +1,171 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The SAM-Med3D prompt encoder: random-Fourier point encodings, point-type embeddings and mask downscaling."""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets.vista3d import PositionEmbeddingRandom
+from torch import nn
+
+from .layers import LayerNorm3d
+
+__all__ = ["PositionEmbeddingRandom3D", "PromptEncoder3D", "check_point_prompts"]
+
+
+class PositionEmbeddingRandom3D(PositionEmbeddingRandom):
+    """MONAI's random-Fourier positional encoding with SAM-Med3D's two quirks.
+
+    The released weights were trained with both, so they are reproduced: the features are ``[sin, cos, sin]`` (the
+    third block repeats the first), and the dense grid encodes cell ``(a, b, c)`` as the normalised coordinate of
+    ``(b, a, c)`` (first two axes swapped) while points keep their axis order.
+
+    Args:
+        num_pos_feats: number of random frequencies; the encoding has ``3 * num_pos_feats`` channels.
+    """
+
+    def __init__(self, num_pos_feats: int) -> None:
+        super().__init__(num_pos_feats=num_pos_feats)
+
+    def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
+        sin_cos = super()._pe_encoding(coords.float())
+        return torch.cat([sin_cos, sin_cos[..., : sin_cos.shape[-1] // 2]], dim=-1)
+
+    def forward(self, size: tuple[int, int, int]) -> torch.Tensor:
+        """Encoding of every cell centre of a ``size`` grid, channels-first ``(3 * num_pos_feats, *size)``.
+
+        Args:
+            size: the grid, e.g. ``(8, 8, 8)``.
+        """
+        grid = torch.ones(size, device=self.positional_encoding_gaussian_matrix.device, dtype=torch.float32)
+        along = [(grid.cumsum(dim=axis) - 0.5) / size[axis] for axis in range(3)]
+        return self._pe_encoding(torch.stack([along[1], along[0], along[2]], dim=-1)).permute(3, 0, 1, 2)
+
+
+def check_point_prompts(points: torch.Tensor, labels: torch.Tensor, allowed_labels: tuple[int, ...]) -> None:
+    """Raise a ``ValueError`` unless ``points`` is ``(K, N, 3)``, ``labels`` is ``(K, N)`` and labels are allowed.
+
+    Args:
+        points: point coordinates.
+        labels: point labels.
+        allowed_labels: the label values that are accepted.
+    """
+    if points.ndim != 3 or points.shape[-1] != 3:
+        raise ValueError(f"points must have shape (K, N, 3), got {tuple(points.shape)}.")
+    if tuple(labels.shape) != tuple(points.shape[:2]):
+        raise ValueError(
+            f"point labels must have shape (K, N) = {tuple(points.shape[:2])} to match the points, "
+            f"got {tuple(labels.shape)}."
+        )
+    bad = set(torch.unique(labels).tolist()) - set(allowed_labels)
+    if bad:
+        raise ValueError(f"point labels must be in {sorted(allowed_labels)}, got {sorted(bad)}.")
+
+
+class PromptEncoder3D(nn.Module):
+    """Encodes point and mask prompts into sparse tokens and a dense embedding.
+
+    Point labels: 1 positive, 0 negative, -1 padding ("not a point"). Boxes are not supported: the released model has
+    no box-corner embeddings.
+
+    Args:
+        embed_dim: prompt embedding width (divisible by 3).
+        image_embedding_size: token grid of the image embedding, e.g. ``(8, 8, 8)``.
+        input_image_size: size of the network input, e.g. ``(128, 128, 128)``; point coordinates are voxel indices
+            of it.
+        mask_in_chans: hidden channels of the mask downscaling.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int = 384,
+        image_embedding_size: tuple[int, int, int] = (8, 8, 8),
+        input_image_size: tuple[int, int, int] = (128, 128, 128),
+        mask_in_chans: int = 16,
+    ) -> None:
+        super().__init__()
+        if embed_dim % 3:
+            raise ValueError(f"embed_dim {embed_dim} must be divisible by 3 ([sin, cos, sin] features).")
+        self.embed_dim = embed_dim
+        self.image_embedding_size = tuple(image_embedding_size)
+        self.input_image_size = tuple(input_image_size)
+        self.mask_input_size = tuple(4 * s for s in image_embedding_size)
+        self.pe_layer = PositionEmbeddingRandom3D(embed_dim // 3)
+        self.point_embeddings = nn.ModuleList([nn.Embedding(1, embed_dim) for _ in range(2)])  # negative, positive
+        self.not_a_point_embed = nn.Embedding(1, embed_dim)
+        self.mask_downscaling = nn.Sequential(
+            nn.Conv3d(1, mask_in_chans // 4, kernel_size=2, stride=2),
+            LayerNorm3d(mask_in_chans // 4),
+            nn.GELU(),
+            nn.Conv3d(mask_in_chans // 4, mask_in_chans, kernel_size=2, stride=2),
+            LayerNorm3d(mask_in_chans),
+            nn.GELU(),
+            nn.Conv3d(mask_in_chans, embed_dim, kernel_size=1),
+        )
+        self.no_mask_embed = nn.Embedding(1, embed_dim)
+
+    def get_dense_pe(self) -> torch.Tensor:
+        """Positional encoding of the image embedding grid, ``(1, embed_dim, *image_embedding_size)``."""
+        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+
+    def _embed_points(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        points = points + 0.5  # voxel centres
+        # One padding point ends every prompt (the reference always appends it when there is no box).
+        points = torch.cat([points, points.new_zeros(points.shape[0], 1, 3)], dim=1)
+        labels = torch.cat([labels, -labels.new_ones(labels.shape[0], 1)], dim=1)
+        embedding = self.pe_layer.forward_with_coords(points, self.input_image_size)
+        labels = labels[..., None]
+        embedding = torch.where(labels == -1, self.not_a_point_embed.weight, embedding)
+        embedding = embedding + (labels == 0) * self.point_embeddings[0].weight
+        return embedding + (labels == 1) * self.point_embeddings[1].weight
+
+    def forward(
+        self,
+        points: tuple[torch.Tensor, torch.Tensor] | None,
+        boxes: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embed the prompts of ``K`` objects.
+
+        Args:
+            points: ``(coords (K, N, 3), labels (K, N))`` in voxel indices of the network input, or ``None``.
+            boxes: must be ``None`` (not supported).
+            masks: low-resolution mask logits ``(K, 1, *mask_input_size)``, or ``None`` for ``no_mask_embed``.
+
+        Returns:
+            Sparse embeddings ``(K, N + 1, embed_dim)`` (``(K, 0, embed_dim)`` without points) and dense embeddings
+            ``(K, embed_dim, *image_embedding_size)``.
+        """
+        if boxes is not None:
+            raise ValueError("box prompts are not supported: SAM-Med3D was released without box embeddings.")
+        batch = 1
+        if points is not None:
+            check_point_prompts(points[0], points[1], allowed_labels=(-1, 0, 1))
+            batch = points[0].shape[0]
+        if masks is not None:
+            expected = (1, *self.mask_input_size)
+            if masks.ndim != 5 or tuple(masks.shape[1:]) != expected:
+                raise ValueError(
+                    f"mask prompt must have shape (K, {', '.join(map(str, expected))}), got {tuple(masks.shape)}."
+                )
+            if points is not None and masks.shape[0] != batch:
+                raise ValueError(f"mask prompt has {masks.shape[0]} objects but the points have {batch}.")
+            batch = masks.shape[0]
+        weight = self.no_mask_embed.weight
+        if points is None:
+            sparse = weight.new_zeros(batch, 0, self.embed_dim)
+        else:
+            sparse = self._embed_points(points[0].to(weight.dtype), points[1])
+        if masks is None:
+            dense = weight.reshape(1, -1, 1, 1, 1).expand(batch, -1, *self.image_embedding_size)
+        else:
+            dense = self.mask_downscaling(masks)
+        return sparse, dense

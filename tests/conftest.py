@@ -1,0 +1,100 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Shared fixtures: the bundle on sys.path, the reference vectors and the deterministic parity weights."""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / "bundle"
+DATA = Path(__file__).resolve().parent / "data"
+REFERENCE = DATA / "reference"
+sys.path.insert(0, str(BUNDLE))  # the bundle's `scripts` package, as the zoo CI and `monai.bundle run` do
+
+_EMBEDDINGS = (
+    "point_embeddings.0.weight",
+    "point_embeddings.1.weight",
+    "not_a_point_embed.weight",
+    "no_mask_embed.weight",
+    "iou_token.weight",
+    "mask_tokens.weight",
+)
+
+
+def recipe_rule(key: str, shape: tuple[int, ...]) -> tuple[str, float, float]:
+    """PARITY.md section 1: the (rule, offset, scale) of a state_dict key, first match wins."""
+    if key.endswith("positional_encoding_gaussian_matrix"):
+        return "gauss_matrix", 0.0, 1.0
+    if len(shape) == 1 and key.endswith(".weight"):
+        return "norm_weight", 1.0, 0.1
+    if len(shape) == 1:
+        return "bias", 0.0, 0.1
+    if key.endswith(_EMBEDDINGS):
+        return "embedding", 0.0, 1.0
+    if key.endswith("pos_embed"):
+        return "abs_pos_embed", 0.0, 0.2
+    if ".rel_pos_" in key:
+        return "rel_pos", 0.0, 0.1
+    return "fan_in", 0.0, 1.0 / float(np.sqrt(np.prod(shape[1:])))
+
+
+def recipe_state_dict(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """The deterministic parity weights for every key of ``shapes``."""
+    state = {}
+    for key, shape in shapes.items():
+        _, offset, scale = recipe_rule(key, shape)
+        z = np.random.RandomState(zlib.crc32(key.encode("utf-8"))).standard_normal(size=shape)
+        state[key] = torch.from_numpy((offset + scale * z).astype(np.float32))
+    return state
+
+
+def parity_image() -> torch.Tensor:
+    """PARITY.md section 2: the (1, 1, 128, 128, 128) input, computed in float64 then cast."""
+    i, j, k = np.meshgrid(*(np.arange(128, dtype=np.float64),) * 3, indexing="ij")
+    e = ((i - 70) / 30) ** 2 + ((j - 50) / 20) ** 2 + ((k - 60) / 12) ** 2
+    x = (
+        2 * np.exp(-e)
+        + 0.3 * np.sin(2 * np.pi * (i / 17 + 0.5 * j / 29))
+        + 0.2 * np.cos(2 * np.pi * k / 11)
+        + (i - 64) / 128
+        - 0.5 * (k - 64) / 128
+    )
+    return torch.from_numpy(x.astype(np.float32))[None, None]
+
+
+@pytest.fixture(scope="session")
+def parity() -> dict[str, np.ndarray]:
+    with np.load(REFERENCE / "parity_vectors.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def parity_weights() -> dict[str, torch.Tensor]:
+    from scripts.networks import SAMMed3D
+
+    return recipe_state_dict({k: tuple(v.shape) for k, v in SAMMed3D().state_dict().items()})
+
+
+@pytest.fixture(scope="session")
+def parity_model(parity_weights):
+    from scripts.networks import SAMMed3D
+
+    torch.set_num_threads(2)
+    model = SAMMed3D().eval()
+    model.load_state_dict(parity_weights, strict=True)
+    return model
