@@ -9,3 +9,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """Python that MONAI lacks for the SAM-Med3D bundle; configs reference it as ``scripts.<name>``."""
+
+from .evaluator import PromptedEvaluator
+from .inferer import ClickWindowInferer
+from .prompts import ObjectPrompt, parse_request_prompts
+from .weights import find_weights, load_weights
+from .writer import AtomicSaveImage

@@ -1,0 +1,57 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Saving outputs without half-written files and without silently overwriting earlier results."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from monai.data import MetaTensor
+from monai.transforms import SaveImage
+from monai.utils import MetaKeys
+
+__all__ = ["AtomicSaveImage"]
+
+
+class AtomicSaveImage(SaveImage):
+    """``SaveImage`` that writes to a temporary name in the output folder and renames it when complete.
+
+    Args:
+        args: passed to ``SaveImage``.
+        overwrite: replace an existing output; otherwise an existing file raises ``FileExistsError``.
+        kwargs: passed to ``SaveImage``.
+    """
+
+    def __init__(self, *args, overwrite: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.overwrite = overwrite
+
+    def __call__(self, img: torch.Tensor, meta_data: dict | None = None, filename: str | None = None):
+        meta_data = img.meta if isinstance(img, MetaTensor) else meta_data
+        if filename is None:
+            target = Path(self.folder_layout.filename(**self.fname_formatter(meta_data, self)))
+        else:
+            target = Path(f"{filename}{self.output_ext}")
+        if target.exists() and not self.overwrite:
+            raise FileExistsError(f"{target} exists; remove it or pass --overwrite True to replace it.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stem = str(target)[: -len(self.output_ext)] if self.output_ext else str(target)
+        partial = Path(stem).with_name(f".{Path(stem).name}.partial-{os.getpid()}")
+        try:
+            super().__call__(img, meta_data, filename=str(partial))
+            os.replace(f"{partial}{self.output_ext}", target)
+        finally:
+            Path(f"{partial}{self.output_ext}").unlink(missing_ok=True)
+        if meta_data is not None:
+            meta_data[MetaKeys.SAVED_TO] = str(target)
+        return img

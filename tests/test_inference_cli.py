@@ -1,0 +1,94 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""``python -m monai.bundle run --config_file configs/inference.json`` as a user runs it, good and bad requests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import BUNDLE
+
+DEMO = BUNDLE / "sample_data" / "example_ct.nii.gz"
+
+
+def run_inference(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json"]
+    cmd += ["--output_dir", str(tmp_path / "out"), *overrides]
+    return subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True)
+
+
+def outputs(tmp_path) -> list:
+    return sorted((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else []
+
+
+def test_demo_request_writes_a_label_map_on_the_original_grid(tmp_path):
+    done = run_inference(tmp_path, "--untrained", "True")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "UNTRAINED" in done.stdout + done.stderr
+    written = outputs(tmp_path)
+    assert [p.name for p in written] == ["example_ct_seg.nii.gz"]
+    demo, seg = nib.load(DEMO), nib.load(written[0])
+    assert seg.shape == demo.shape and seg.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(seg.affine, demo.affine, atol=1e-5)
+    assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 2, 21}
+
+    again = run_inference(tmp_path, "--untrained", "True")
+    assert again.returncode != 0 and "exists; remove it or pass --overwrite True" in again.stderr
+    assert run_inference(tmp_path, "--untrained", "True", "--overwrite", "True").returncode == 0
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path):
+    (tmp_path / "models").mkdir()
+    done = run_inference(tmp_path, "--ckpt_dir", str(tmp_path / "models"))
+    assert done.returncode != 0
+    assert "no weights in" in done.stderr and "download_large_files" in done.stderr
+    assert outputs(tmp_path) == []
+
+
+def write_text(path) -> str:
+    path.write_text("not an image")
+    return str(path)
+
+
+def write_nifti(path, shape) -> str:
+    nib.save(nib.Nifti1Image(np.zeros(shape, dtype=np.float32), np.eye(4)), str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "make_image, message",
+    [
+        (lambda d: str(d / "absent.nii.gz"), "absent.nii.gz"),
+        (lambda d: write_text(d / "bad.nii.gz"), "bad.nii.gz is not a gzip file"),
+        (lambda d: write_nifti(d / "flat.nii.gz", (32, 32)), "expected a one-channel 3-D image"),
+        (lambda d: write_nifti(d / "series.nii.gz", (16, 16, 16, 3)), "expected a one-channel 3-D image"),
+    ],
+    ids=["missing", "unreadable", "2d", "4d"],
+)
+def test_bad_images_fail_without_output(tmp_path, make_image, message):
+    image = make_image(tmp_path)
+    request = f"{{'image': '{image}', 'points': [[5, 5, 5]], 'point_labels': [1]}}"
+    done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert outputs(tmp_path) == []
+
+
+def test_click_outside_the_image_fails_without_output(tmp_path):
+    request = f"{{'image': '{DEMO}', 'points': [[5, 5, 500]], 'point_labels': [1]}}"
+    done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request)
+    assert done.returncode != 0
+    assert "lies outside the image of shape (122, 101, 112)" in done.stderr
+    assert outputs(tmp_path) == []
