@@ -113,15 +113,35 @@ def test_oracle_on_permuted_and_flipped_axes():
         assert dice(pred[0].numpy() == c, moved_label == c) >= 0.999
 
 
+def marked(image: MetaTensor, target: np.ndarray) -> MetaTensor:
+    out = image.clone().float()
+    out[0][torch.as_tensor(target)] += MARKER
+    return out
+
+
 def test_one_encoder_pass_per_window():
     image, label = load(CT[0]), load(CT[1])[0].numpy()
     click = deepest_voxel(label == 2)
     objects = {"a": {"points": [click], "point_labels": [1]}, "b": {"points": [click, click], "point_labels": [1, 0]}}
     oracle = OracleNetwork()
-    ClickWindowInferer()(
-        image.float(), oracle, parse_request_prompts({"objects": objects}, image.shape[1:], image.affine)
-    )
+    prompts = parse_request_prompts({"objects": objects}, image.shape[1:], image.affine)
+    ORACLE_INFERER(marked(image, label == 2), oracle, prompts)
     assert oracle.encoded == 1
+
+
+def test_objects_larger_than_a_window_are_followed():
+    """The liver of the demo CT (204 mm, 136 voxels at 1.5 mm) is cut by one window and whole with tracking."""
+    image, label = load(DEMO[0]), load(DEMO[1])[0].numpy()
+    liver = label == 5
+    request = {"points": [deepest_voxel(liver)], "point_labels": [1]}
+    prompts = parse_request_prompts(request, image.shape[1:], image.affine)
+    single = ClickWindowInferer(interpolation="nearest", max_windows=1)(marked(image, liver), OracleNetwork(), prompts)
+    oracle = OracleNetwork()
+    followed = ClickWindowInferer(interpolation="nearest", max_windows=8)(marked(image, liver), oracle, prompts)
+    single_dice, followed_dice = dice(single[0].numpy() > 0, liver), dice(followed[0].numpy() > 0, liver)
+    assert single_dice < 0.97, f"one window should cut the liver (Dice {single_dice:.4f})"
+    assert followed_dice >= 0.999, f"Dice {followed_dice:.4f} with {oracle.encoded} windows"
+    assert 1 < oracle.encoded <= 8
 
 
 @pytest.mark.parametrize(

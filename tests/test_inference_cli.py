@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -91,4 +92,26 @@ def test_click_outside_the_image_fails_without_output(tmp_path):
     done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request)
     assert done.returncode != 0
     assert "lies outside the image of shape (122, 101, 112)" in done.stderr
+    assert outputs(tmp_path) == []
+
+
+def test_simulation_mode_reports_dice_per_click(tmp_path):
+    seg = BUNDLE / "sample_data" / "example_seg_fast_force_split.nii.gz"
+    request = f"{{'image': '{DEMO}', 'label': '{seg}', 'classes': [2], 'num_clicks': 2}}"
+    done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "example_ct_clicks.json").read_text())
+    clicks = report["classes"]["2"]
+    assert [c["click"] for c in clicks] == [1, 2] and clicks[0]["point_label"] == 1
+    assert all(0.0 <= c["dice"] <= 1.0 for c in clicks)
+    truth = np.asarray(nib.load(seg).dataobj)
+    first = np.round(clicks[0]["point"]).astype(int)
+    assert truth[tuple(first)] == 2, "the first simulated click lies on the target"
+
+
+def test_simulation_of_an_absent_class_fails_without_output(tmp_path):
+    seg = BUNDLE / "sample_data" / "example_seg_fast_force_split.nii.gz"
+    request = f"{{'image': '{DEMO}', 'label': '{seg}', 'classes': [250]}}"
+    done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request)
+    assert done.returncode != 0 and "class 250 is absent from the label" in done.stderr
     assert outputs(tmp_path) == []

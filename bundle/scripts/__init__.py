@@ -13,5 +13,8 @@
 from .evaluator import PromptedEvaluator
 from .inferer import ClickWindowInferer
 from .prompts import ObjectPrompt, parse_request_prompts
+from .session import InteractiveSession
+from .simulation import simulate_clicks
 from .weights import find_weights, load_weights
+from .windows import PreparedImage
 from .writer import AtomicSaveImage

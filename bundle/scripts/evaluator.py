@@ -8,24 +8,56 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""An evaluator whose iteration reads the clicks of each request and calls the click-window inferer."""
+"""An evaluator whose iteration reads the clicks of each request (or simulates them from a label) and segments."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
 from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
 from .prompts import parse_request_prompts
+from .simulation import simulate_clicks
 
 __all__ = ["PromptedEvaluator"]
+
+logger = logging.getLogger(__name__)
+
+
+def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    total = prediction.sum() + truth.sum()
+    return float(2.0 * np.logical_and(prediction, truth).sum() / total) if total else float("nan")
 
 
 class PromptedEvaluator(SupervisedEvaluator):
     """``SupervisedEvaluator`` fed with uncollated requests (``collate_fn=no_collation``, ``decollate=False``).
 
-    Each request is a dict with the loaded ``image`` (channel-first MetaTensor) and its prompt keys; the output of
-    an iteration is one ``{"pred": label map}`` per request, on the request's original grid.
+    Each request is a dict with the loaded ``image`` (channel-first MetaTensor) and either click prompts (see
+    ``prompts.parse_request_prompts``) or, in simulation mode, a loaded ``label`` (optional ``classes`` and
+    ``num_clicks``): clicks are then drawn from the label as the reference does and the Dice of every click on the
+    original grid is logged and written to ``<report_dir>/<image name>_clicks.json``. The output of an iteration is
+    one ``{"pred": label map}`` per request, on the request's original grid.
+
+    Args:
+        args: passed to ``SupervisedEvaluator``.
+        num_clicks: clicks per class in simulation mode, unless the request says otherwise.
+        report_dir: where simulation reports are written (``None``: not written).
+        seed: the seed of the click stream of each case (233 in the reference).
+        kwargs: passed to ``SupervisedEvaluator``.
     """
+
+    def __init__(self, *args, num_clicks: int = 1, report_dir: str | None = None, seed: int = 233, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.num_clicks = num_clicks
+        self.report_dir = report_dir
+        self.seed = seed
 
     def _iteration(self, engine: SupervisedEvaluator, batchdata: list[dict]) -> list[dict]:  # type: ignore[override]
         outputs = []
@@ -36,10 +68,48 @@ class PromptedEvaluator(SupervisedEvaluator):
                     f"{image.meta.get('filename_or_obj', 'image')}: expected a one-channel 3-D image (1, I, J, K), "
                     f"got shape {tuple(image.shape)}; 2-D images, 4-D series and multi-channel images are not supported."
                 )
-            objects = parse_request_prompts(request, image.shape[1:], image.affine)
             with engine.mode(engine.network):
-                outputs.append({"pred": engine.inferer(image, engine.network, objects)})
+                if "label" in request:
+                    pred = self._simulate(engine, image, request)
+                else:
+                    objects = parse_request_prompts(request, image.shape[1:], image.affine)
+                    pred = engine.inferer(image, engine.network, objects)
+            outputs.append({"pred": pred})
         engine.state.output = outputs  # the postprocessing runs on MODEL_COMPLETED and reads it from the state
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
+
+    def _simulate(self, engine: SupervisedEvaluator, image: MetaTensor, request: dict) -> MetaTensor:
+        label = request["label"]
+        truth = label.as_tensor()[0].numpy()
+        classes = [int(c) for c in request.get("classes", np.unique(truth[truth != 0]))]
+        if not classes:
+            raise ValueError("simulation mode: the label is empty; give a label with the target class(es).")
+        num_clicks = int(request.get("num_clicks", self.num_clicks))
+        prepared = engine.inferer.prepare(image, engine.network)
+        rng = np.random.RandomState(self.seed)  # seeded once per case, as the reference
+        label_map = torch.zeros(image.shape, dtype=torch.uint8)
+        report = {"image": str(image.meta.get("filename_or_obj", "")), "num_clicks": num_clicks, "classes": {}}
+        for class_id in classes:
+            clicks = simulate_clicks(prepared, label, class_id, num_clicks, rng)
+            scores = [_dice(c["mask"], truth == class_id) for c in clicks]
+            label_map[0][torch.from_numpy(clicks[-1]["mask"])] = class_id
+            report["classes"][str(class_id)] = [
+                {"click": c["click"], "point": c["point"], "point_label": c["point_label"], "dice": d}
+                for c, d in zip(clicks, scores)
+            ]
+            logger.info(f"class {class_id}: Dice per click {', '.join(f'{d:.4f}' for d in scores)}")
+        if self.report_dir is not None:
+            self._write_report(report)
+        meta = {k: v for k, v in image.meta.items() if k != "affine"}
+        return MetaTensor(label_map, affine=image.affine, meta=meta)
+
+    def _write_report(self, report: dict) -> None:
+        name = Path(report["image"]).name.split(".")[0] or "image"
+        target = Path(self.report_dir) / f"{name}_clicks.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        partial.write_text(json.dumps(report, indent=4) + "\n")
+        os.replace(partial, target)
+        logger.info(f"wrote {target}")

@@ -8,53 +8,121 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Click-prompted inference on a whole image: one 128^3 window per object, encoded once, every click decoded."""
+"""Click-prompted inference on a whole image: windows around the clicks, followed while the object continues."""
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
+from scipy.ndimage import distance_transform_edt
 
 from .pasteback import paste_back
-from .preprocessing import (
-    ROI_SIZE,
-    TARGET_SPACING,
-    extract_window,
-    index_transform,
-    map_points,
-    nearest_voxel,
-    original_to_roi,
-    reorient_to_ras,
-    resample_to_spacing,
-    window_start,
-    z_normalize,
-)
+from .preprocessing import ROI_SIZE, TARGET_SPACING
 from .prompts import ObjectPrompt
+from .windows import PreparedImage, Window
 
-__all__ = ["ClickWindowInferer"]
+__all__ = ["ClickWindowInferer", "segment_object"]
 
 logger = logging.getLogger(__name__)
+
+
+def _touched_faces(roi_mask: np.ndarray, window: Window, grid_shape: Sequence[int]) -> list[tuple[int, int]]:
+    """``(axis, +1/-1)`` for every face of the window that the mask reaches and behind which the image goes on."""
+    faces = []
+    for axis in range(3):
+        size = roi_mask.shape[axis]
+        if window.start[axis] > 0 and np.take(roi_mask, 0, axis=axis).any():
+            faces.append((axis, -1))
+        if window.start[axis] + size < grid_shape[axis] and np.take(roi_mask, size - 1, axis=axis).any():
+            faces.append((axis, 1))
+    return faces
+
+
+def _seed_click(mask: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.ndarray | None:
+    """The voxel of ``mask`` (RAS grid) deepest inside the window at ``start``, or ``None`` if none is there."""
+    lo = [max(0, s) for s in start]
+    hi = [min(n, s + t) for s, t, n in zip(start, size, mask.shape)]
+    part = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    if not part.any():
+        return None
+    depth = distance_transform_edt(np.pad(part, 1))[1:-1, 1:-1, 1:-1]
+    return np.asarray(np.unravel_index(int(depth.argmax()), part.shape)) + np.asarray(lo)
+
+
+def _add_window_mask(mask: np.ndarray, roi_mask: np.ndarray, start: Sequence[int]) -> None:
+    """OR a window's mask into the RAS-grid mask (the part of the window inside the grid)."""
+    lo = [max(0, s) for s in start]
+    hi = [min(n, s + t) for s, t, n in zip(start, roi_mask.shape, mask.shape)]
+    src = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))
+    mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] |= roi_mask[src]
+
+
+def segment_object(prepared: PreparedImage, prompt: ObjectPrompt, max_windows: int = 1) -> tuple[np.ndarray, int]:
+    """Segment one object; returns its mask on the RAS grid of ``prepared`` and the number of windows used.
+
+    The first window is centred on the object's positive clicks, whose clicks are replayed one at a time (all
+    clicks so far plus the previous low-resolution logits, as the reference does). While the mask reaches a face of
+    its window and the image continues behind it, a window shifted by half its size across that face is added (up
+    to ``max_windows``), prompted with the deepest voxel of the mask so far inside it (positive) and the user's
+    clicks that fall in it; the masks are united.
+
+    Args:
+        prepared: the image, resampled and reoriented once.
+        prompt: the object's clicks in original voxel indices.
+        max_windows: window budget of the object; 1 is the reference's single window.
+    """
+    ras_points = prepared.to_ras(prompt.points)
+    window = prepared.window(prepared.window_start_around(ras_points[prompt.point_labels == 1]))
+    roi_points, inside = prepared.to_window(ras_points, window)
+    if not inside.all():
+        raise ValueError(
+            f"object '{prompt.name}': its clicks span more than one {prepared.roi_size} window; click within "
+            "one window (the object is then followed across windows) or segment the parts as separate objects."
+        )
+    low_res = None
+    for n in range(1, len(roi_points) + 1):
+        low_res = prepared.decode(window, roi_points[:n], prompt.point_labels[:n], low_res)
+    mask = np.zeros(prepared.ras.shape[1:], dtype=bool)
+    queue = deque([(window, prepared.mask(low_res))])
+    visited = {window.start}
+    while queue:
+        window, roi_mask = queue.popleft()
+        _add_window_mask(mask, roi_mask, window.start)
+        for axis, side in _touched_faces(roi_mask, window, mask.shape):
+            start = list(window.start)
+            start[axis] += side * prepared.roi_size[axis] // 2
+            if tuple(start) in visited or len(visited) >= max_windows:
+                continue
+            seed = _seed_click(mask, start, prepared.roi_size)
+            if seed is None:
+                continue
+            visited.add(tuple(start))
+            next_window = prepared.window(tuple(start))
+            user_points, user_inside = prepared.to_window(ras_points, next_window)
+            points = np.concatenate([seed[None] - np.asarray(start), user_points[user_inside]])
+            labels = np.concatenate([[1], prompt.point_labels[user_inside]])
+            queue.append((next_window, prepared.mask(prepared.decode(next_window, points, labels, None))))
+    return mask, len(visited)
 
 
 class ClickWindowInferer(Inferer):
     """Segments the prompted objects of one image and returns their label map on the original grid.
 
-    The path of a request: resample to ``spacing`` (corner-aligned grid) -> RAS voxel order -> per object, a window
-    centred on its positive clicks -> z-normalisation -> ``network.encode`` once per distinct window -> the object's
-    clicks replayed one at a time (all clicks so far plus the previous low-resolution logits, as the reference
-    does) -> ``logits > 0`` -> paste-back onto the original grid. Later objects overwrite earlier ones where they
-    overlap.
+    The path of a request: resample to ``spacing`` (corner-aligned grid) and reorder to RAS once -> per object
+    :func:`segment_object` (windows encoded once and shared by all objects) -> paste-back of each object's mask
+    onto the original grid. Later objects overwrite earlier ones where they overlap.
 
     Args:
         spacing: voxel size (mm) of the network input.
         roi_size: window size (the network input size).
-        amp: run the network under CUDA autocast (float16) when the image is on a CUDA device.
+        max_windows: windows per object when following an object beyond its first window (1: the reference).
+        amp: run the network under CUDA autocast (float16) on CUDA devices.
         interpolation: ``"bilinear"`` (the reference's image resampling) or ``"nearest"`` (how the reference
             resamples labels; tests use it to feed a label through the exact image geometry).
     """
@@ -63,14 +131,27 @@ class ClickWindowInferer(Inferer):
         self,
         spacing: Sequence[float] = TARGET_SPACING,
         roi_size: Sequence[int] = ROI_SIZE,
+        max_windows: int = 8,
         amp: bool = False,
         interpolation: str = "bilinear",
     ) -> None:
         super().__init__()
+        if max_windows < 1:
+            raise ValueError(f"max_windows must be at least 1, got {max_windows}.")
         self.spacing = tuple(float(s) for s in spacing)
         self.roi_size = tuple(int(s) for s in roi_size)
+        self.max_windows = max_windows
         self.amp = amp
         self.interpolation = interpolation
+
+    def prepare(self, image: MetaTensor, network: torch.nn.Module) -> PreparedImage:
+        """The image resampled and reoriented once, with its window cache (also the start of a session).
+
+        Args:
+            image: the original image ``(1, I, J, K)``.
+            network: the SAM-Med3D network.
+        """
+        return PreparedImage(image, network, self.spacing, self.roi_size, self.interpolation, self.amp)
 
     def __call__(  # type: ignore[override]
         self, inputs: MetaTensor, network: torch.nn.Module, objects: Sequence[ObjectPrompt]
@@ -85,54 +166,14 @@ class ClickWindowInferer(Inferer):
         Returns:
             ``(1, I, J, K)`` uint8 label map with the image's affine and metadata.
         """
-        if inputs.ndim != 4 or inputs.shape[0] != 1:
-            raise ValueError(f"expected a one-channel 3-D image (1, I, J, K), got shape {tuple(inputs.shape)}.")
-        device = next(network.parameters()).device
-        ras = reorient_to_ras(resample_to_spacing(inputs, self.spacing, mode=self.interpolation))
-        to_ras = index_transform(inputs.affine, ras.affine)
+        prepared = self.prepare(inputs, network)
         label_map = torch.zeros(inputs.shape, dtype=torch.uint8)
-        embeddings: dict[tuple[int, int, int], tuple[MetaTensor, torch.Tensor]] = {}
         for prompt in objects:
-            positives = map_points(prompt.points[prompt.point_labels == 1], to_ras)
-            start = window_start((positives.min(axis=0) + positives.max(axis=0)) / 2, self.roi_size)
-            if start not in embeddings:
-                window = z_normalize(extract_window(ras, start, self.roi_size))
-                with torch.no_grad(), self._autocast(device):
-                    embeddings[start] = (window, network.encode(window.as_tensor()[None].to(device)))
-            window, embedding = embeddings[start]
-            mask = self._segment(network, embedding, prompt, inputs.affine, window.affine, device)
-            roi_mask = MetaTensor(mask[None], affine=window.affine)
-            pasted = paste_back(roi_mask, inputs.shape[1:], inputs.affine).as_tensor()
+            mask, windows = segment_object(prepared, prompt, self.max_windows)
+            ras_mask = MetaTensor(torch.from_numpy(mask.astype(np.uint8))[None], affine=prepared.ras.affine)
+            pasted = paste_back(ras_mask, inputs.shape[1:], inputs.affine).as_tensor()
             label_map[pasted > 0] = prompt.label
-        logger.info(f"segmented {len(objects)} object(s) with {len(embeddings)} encoder pass(es)")
+            logger.info(f"object '{prompt.name}': {int(pasted.sum())} voxels from {windows} window(s)")
+        logger.info(f"segmented {len(objects)} object(s) with {prepared.num_encoded} encoder pass(es)")
         meta = {k: v for k, v in inputs.meta.items() if k != "affine"}  # the affine is set explicitly
         return MetaTensor(label_map, affine=inputs.affine, meta=meta)
-
-    def _segment(
-        self,
-        network: torch.nn.Module,
-        embedding: torch.Tensor,
-        prompt: ObjectPrompt,
-        image_affine: torch.Tensor,
-        roi_affine: torch.Tensor,
-        device: torch.device,
-    ) -> torch.Tensor:
-        """Replay the object's clicks in the window; the binary ``roi_size`` mask (uint8) of the last one."""
-        roi_points = nearest_voxel(original_to_roi(prompt.points, image_affine, roi_affine))
-        inside = ((roi_points >= 0) & (roi_points < np.asarray(self.roi_size))).all(axis=1)
-        if not inside.all():
-            raise ValueError(
-                f"object '{prompt.name}': its clicks span more than one {self.roi_size} window at {self.spacing} mm; "
-                "click within one window or segment the parts as separate objects."
-            )
-        points = torch.as_tensor(roi_points, dtype=torch.float32, device=device)[None]
-        labels = torch.as_tensor(prompt.point_labels, device=device)[None]
-        low_res = None
-        with torch.no_grad(), self._autocast(device):
-            for n in range(1, points.shape[1] + 1):
-                low_res, _ = network.decode(embedding, points[:, :n], labels[:, :n], low_res)
-            logits = network.upsample(low_res.float())
-        return (logits[0, 0] > 0).to(torch.uint8).cpu()
-
-    def _autocast(self, device: torch.device):
-        return torch.autocast("cuda") if self.amp and device.type == "cuda" else nullcontext()
