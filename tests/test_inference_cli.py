@@ -30,6 +30,11 @@ def run_inference(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True)
 
 
+def last_line(done: subprocess.CompletedProcess) -> str:
+    """Bad input ends the run with one line: ``error: <what is wrong and what to do>``."""
+    return done.stderr.strip().splitlines()[-1]
+
+
 def outputs(tmp_path) -> list:
     return sorted((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else []
 
@@ -46,7 +51,7 @@ def test_demo_request_writes_a_label_map_on_the_original_grid(tmp_path):
     assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 2, 21}
 
     again = run_inference(tmp_path, "--untrained", "True")
-    assert again.returncode != 0 and "exists; remove it or pass --overwrite True" in again.stderr
+    assert again.returncode != 0 and "exists; remove it or pass --overwrite True" in last_line(again)
     assert run_inference(tmp_path, "--untrained", "True", "--overwrite", "True").returncode == 0
 
 
@@ -54,7 +59,7 @@ def test_missing_weights_say_how_to_get_them(tmp_path):
     (tmp_path / "models").mkdir()
     done = run_inference(tmp_path, "--ckpt_dir", str(tmp_path / "models"))
     assert done.returncode != 0
-    assert "no weights in" in done.stderr and "download_large_files" in done.stderr
+    assert last_line(done).startswith("error: no weights in") and "download_large_files" in last_line(done)
     assert outputs(tmp_path) == []
 
 
@@ -83,7 +88,7 @@ def test_bad_images_fail_without_output(tmp_path, make_image, message):
     request = f"{{'image': '{image}', 'points': [[5, 5, 5]], 'point_labels': [1]}}"
     done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request)
     assert done.returncode != 0
-    assert message in done.stderr
+    assert last_line(done).startswith("error: ") and message in last_line(done)
     assert outputs(tmp_path) == []
 
 
@@ -91,7 +96,9 @@ def test_click_outside_the_image_fails_without_output(tmp_path):
     request = f"{{'image': '{DEMO}', 'points': [[5, 5, 500]], 'point_labels': [1]}}"
     done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request)
     assert done.returncode != 0
-    assert "lies outside the image of shape (122, 101, 112)" in done.stderr
+    assert last_line(done).startswith("error: ") and "lies outside the image of shape (122, 101, 112)" in last_line(
+        done
+    )
     assert outputs(tmp_path) == []
 
 
@@ -113,5 +120,5 @@ def test_simulation_of_an_absent_class_fails_without_output(tmp_path):
     seg = BUNDLE / "sample_data" / "example_seg_fast_force_split.nii.gz"
     request = f"{{'image': '{DEMO}', 'label': '{seg}', 'classes': [250]}}"
     done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request)
-    assert done.returncode != 0 and "class 250 is absent from the label" in done.stderr
+    assert done.returncode != 0 and "error: class 250 is absent from the label" in last_line(done)
     assert outputs(tmp_path) == []

@@ -1,0 +1,55 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""User errors end a bundle run with one line and a non-zero exit, not a traceback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nibabel.filebasedimages import ImageFileError
+
+__all__ = ["USER_ERRORS", "user_error", "exit_on_user_error"]
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImageFileError)
+"""What bad input raises (wrong prompts or shapes, missing or unreadable files, an existing output, no weights)."""
+
+logger = logging.getLogger(__name__)
+
+
+def user_error(error: BaseException) -> BaseException | None:
+    """The innermost user error in an exception's cause chain (MONAI and ignite wrap errors in RuntimeErrors)."""
+    found, seen = None, set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, USER_ERRORS):
+            found = error
+        error = error.__cause__ or error.__context__
+    return found
+
+
+def exit_on_user_error(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; a user error becomes ``SystemExit("error: <message>")`` (exit status 1), others propagate.
+
+    Args:
+        fn: what to run, e.g. ``evaluator.run``.
+        args: positional arguments of ``fn``.
+        kwargs: keyword arguments of ``fn``.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:
+        cause = user_error(e)
+        if cause is None:
+            raise
+        logger.debug("user error", exc_info=True)
+        raise SystemExit(f"error: {cause}") from None
