@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import BUNDLE
+from conftest import BUNDLE, DATA
 
 DEMO = BUNDLE / "sample_data" / "example_ct.nii.gz"
 
@@ -121,4 +122,32 @@ def test_simulation_of_an_absent_class_fails_without_output(tmp_path):
     request = f"{{'image': '{DEMO}', 'label': '{seg}', 'classes': [250]}}"
     done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request)
     assert done.returncode != 0 and "error: class 250 is absent from the label" in last_line(done)
+    assert outputs(tmp_path) == []
+
+
+def test_batch_inference_overlay_segments_a_folder(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("example_ct_sm.nii.gz", "example_mr_sm.nii.gz"):
+        shutil.copy(DATA / "totalsegmentator" / name, images / name)
+    prompts = {
+        "example_ct_sm.nii.gz": {"points": [[77, 35, 13]], "point_labels": [1]},
+        "example_mr_sm.nii.gz": {"objects": {"liver": {"points": [[40, 30, 10]], "point_labels": [1], "label": 5}}},
+    }
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    overlay = "['configs/inference.json','configs/batch_inference.json']"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", overlay, "--untrained", "True"]
+    cmd += ["--input_dir", str(images), "--prompts_file", str(tmp_path / "prompts.json")]
+    cmd += ["--output_dir", str(tmp_path / "out")]
+    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [p.name for p in outputs(tmp_path)] == ["example_ct_sm_seg.nii.gz", "example_mr_sm_seg.nii.gz"]
+    for name in ("example_ct_sm", "example_mr_sm"):
+        assert nib.load(tmp_path / "out" / f"{name}_seg.nii.gz").shape == nib.load(images / f"{name}.nii.gz").shape
+
+    prompts["absent.nii.gz"] = prompts.pop("example_ct_sm.nii.gz")
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    shutil.rmtree(tmp_path / "out")
+    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True)
+    assert done.returncode != 0 and "names absent.nii.gz, which is not in" in last_line(done)
     assert outputs(tmp_path) == []

@@ -1,0 +1,49 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Requests for a folder of images from one prompts file (``batch_inference.json``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["batch_requests"]
+
+
+def batch_requests(input_dir: str, prompts_file: str) -> list[dict]:
+    """One request per entry of ``prompts_file``: ``{"<image file name>": {<request without 'image'>}, ...}``.
+
+    Args:
+        input_dir: the folder of images.
+        prompts_file: JSON file mapping image file names (relative to ``input_dir``) to their prompts, e.g.
+            ``{"ct1.nii.gz": {"points": [[10, 20, 30]], "point_labels": [1]}}``.
+
+    Returns:
+        The requests, in the file's order.
+    """
+    path = Path(prompts_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompts file not found: {path}")
+    try:
+        entries = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}).") from e
+    if not isinstance(entries, dict) or not entries:
+        raise ValueError(f"{path} must map image file names to their prompts, e.g. {{'ct.nii.gz': {{'points': ...}}}}.")
+    requests = []
+    for name, prompts in entries.items():
+        image = Path(input_dir) / name
+        if not image.exists():
+            raise FileNotFoundError(f"{path} names {name}, which is not in {input_dir}.")
+        if not isinstance(prompts, dict) or "image" in prompts:
+            raise ValueError(f"{path}: the prompts of {name} must be a dict of request keys without 'image'.")
+        requests.append({"image": str(image), **prompts})
+    return requests
