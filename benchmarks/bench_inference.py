@@ -12,7 +12,8 @@
 
 Usage (from the repository root): ``python benchmarks/bench_inference.py [--repeats 3]``. Each case runs in a fresh
 process (peak memory is per process). The network has random weights: its cost does not depend on their values.
-Cases: a synthetic CT-like 256x256x160 volume at 0.8 mm with one object, and 512x512x300 at 0.8 mm with three.
+Cases: a synthetic CT-like 256x256x160 volume at 0.8 mm with one object, and 512x512x300 at 0.8 mm with three;
+then, on the same image, an interactive session's further clicks in the same window.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundle"))
 from bench_network import peak_rss_mb  # noqa: E402
 from monai.bundle import ConfigWorkflow  # noqa: E402
+from scripts import InteractiveSession  # noqa: E402
+from scripts.networks import SAMMed3D  # noqa: E402
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 CASES = {"256x256x160": ((256, 256, 160), 1), "512x512x300": ((512, 512, 300), 3)}
@@ -71,7 +74,15 @@ def child(case: str, repeats: int, workdir: Path) -> None:
         workflow.run()
         times.append(time.perf_counter() - start)
         workflow.finalize()
-    print(json.dumps({"case": case, "objects": num_objects, "times": times, "peak_mb": peak_rss_mb(), "base": before}))
+    session = InteractiveSession(SAMMed3D().eval(), str(image))
+    session.click(clicks[0])  # encodes the window
+    further = []
+    for step in range(1, 6):
+        start = time.perf_counter()
+        session.click([clicks[0][0] + step, clicks[0][1], clicks[0][2]], positive=step % 2 == 0)
+        further.append(time.perf_counter() - start)
+    result = {"case": case, "objects": num_objects, "times": times, "peak_mb": peak_rss_mb(), "base": before}
+    print(json.dumps({**result, "further_clicks": further}))
 
 
 def main() -> None:
@@ -97,6 +108,11 @@ def main() -> None:
                 f"{r['case']} @ 0.8 mm, {r['objects']} object(s): median {statistics.median(t):.2f} s "
                 f"(min {min(t):.2f}, max {max(t):.2f}, n={len(t)}), "
                 f"{statistics.median(t) / r['objects']:.2f} s per object, peak RSS {r['peak_mb']:.0f} MB"
+            )
+            f = r["further_clicks"]
+            print(
+                f"  session, further click in the same window (mask on the original grid): median "
+                f"{statistics.median(f) * 1000:.0f} ms (min {min(f) * 1000:.0f}, max {max(f) * 1000:.0f}, n={len(f)})"
             )
 
 

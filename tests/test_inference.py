@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itk
 import numpy as np
 import pytest
 import torch
@@ -173,3 +174,20 @@ def test_world_coordinates_map_to_the_same_voxel():
         {"points_world": [world.tolist()], "point_labels": [1]}, image.shape[1:], image.affine
     )
     np.testing.assert_allclose(by_world[0].points[0], voxel, atol=1e-9)
+
+
+@pytest.mark.parametrize("ext", ["nrrd", "mha"])
+def test_other_formats_give_the_same_masks(tmp_path, ext):
+    """NRRD and MHA (through MONAI's ITK reader) give the same grid and masks as the NIfTI they were written from."""
+    converted = tmp_path / f"mr.{ext}"
+    itk.imwrite(itk.imread(str(MR[0])), str(converted))
+    reference, other = load(MR[0]), load(converted)
+    np.testing.assert_array_equal(other.affine.numpy(), reference.affine.numpy())
+    label = load(MR[1])[0].numpy()
+    prompts = parse_request_prompts(
+        {"points": [deepest_voxel(label == 1)], "point_labels": [1]}, reference.shape[1:], reference.affine
+    )
+    expected = ORACLE_INFERER(marked(reference, label == 1), OracleNetwork(), prompts)
+    actual = ORACLE_INFERER(marked(other, label == 1), OracleNetwork(), prompts)
+    np.testing.assert_array_equal(actual.numpy(), expected.numpy())
+    assert dice(actual[0].numpy() > 0, label == 1) >= 0.999
