@@ -62,6 +62,8 @@ class PatchExpand3d(nn.ConvTranspose3d):
 
     Each input voxel maps to its own ``k^3`` output block, so the transposed convolution is a per-voxel linear map;
     on CPU one GEMM is about twice as fast as the generic transposed-convolution kernel. Same parameters and keys.
+    The output is stored channels-last, so that the LayerNorm over channels and a following ``PatchExpand3d`` read
+    it without copies.
 
     Args:
         in_channels: input channels.
@@ -77,6 +79,7 @@ class PatchExpand3d(nn.ConvTranspose3d):
         k = self.kernel_size[0]
         out = self.weight.shape[1]
         bias = self.bias.repeat_interleave(k**3)  # weight columns are ordered (out, kd, kh, kw)
+        # (voxels, C) rows: a free view when x is stored channels-last, as this module's own output is.
         y = torch.addmm(bias, x.flatten(2).transpose(1, 2).reshape(-1, c), self.weight.reshape(c, -1))
-        y = y.view(b, d, h, w, out, k, k, k).permute(0, 4, 1, 5, 2, 6, 3, 7)
-        return y.reshape(b, out, d * k, h * k, w * k)
+        y = y.view(b, d, h, w, out, k, k, k).permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, d * k, h * k, w * k, out)
+        return y.permute(0, 4, 1, 2, 3)  # (B, out, D, H, W), stored channels-last

@@ -97,7 +97,7 @@ class MaskDecoder3D(nn.Module):
         pos_src = image_pe.expand(num_prompts, -1, -1, -1, -1)
         b, c, d, h, w = src.shape
         hs, src = self.transformer(src, pos_src, tokens)
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, d, h, w))
+        upscaled = self.output_upscaling(src.transpose(1, 2).unflatten(2, (d, h, w)))  # a channels-last view
         # Token 0 is the single-mask output, tokens 1.. the multimask outputs: run only the hypernetworks needed.
         selected = range(1, self.num_mask_tokens) if multimask_output else range(1)
         hyper_in = torch.stack([self.output_hypernetworks_mlps[i](hs[:, 1 + i]) for i in selected], dim=1)
