@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundle"))
 from bench_network import peak_rss_mb  # noqa: E402
 from monai.bundle import ConfigWorkflow  # noqa: E402
+
 from scripts import InteractiveSession  # noqa: E402
 from scripts.networks import SAMMed3D  # noqa: E402
 

@@ -1,0 +1,78 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""multi_gpu_train.json under torchrun with two gloo processes on the CPU: gradients really are all-reduced."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import BUNDLE
+from test_train_workflow import CASES, CONFIGS, cli_args, tiny_overrides
+
+SAVE = (
+    "$torch.save({k: v.detach().clone() for k, v in @network.state_dict().items()}, "
+    "@output_dir + '/%s_rank' + os.environ['RANK'] + '.pt')"
+)
+
+
+def _run_two_ranks(tmp_path, ddp: bool) -> dict[str, dict[str, torch.Tensor]]:
+    """One training step on each of two ranks (one case each); the parameters of each rank before and after."""
+    multi = json.loads((CONFIGS / "multi_gpu_train.json").read_text())
+    probe = {
+        # after initialize has built the (DDP-wrapped) trainer, i.e. after DDP's broadcast from rank 0
+        "initialize": multi["initialize"] + [SAVE % "start"],
+        "finalize": [SAVE % "end"] + multi["finalize"],
+    }
+    if not ddp:  # the reference's bug: every rank trains its own replica
+        probe["train#trainer#network"] = "@click_simulation"
+    probe_file = tmp_path / "probe.json"
+    probe_file.write_text(json.dumps(probe))
+    overrides = tiny_overrides(
+        tmp_path, cases=CASES, epochs=1, val_fraction=0.0, val_interval=1000, warmup_iterations=0
+    )
+    (tmp_path / "eval").mkdir(parents=True)
+    files = f"['{CONFIGS / 'train.json'}', '{CONFIGS / 'multi_gpu_train.json'}', '{probe_file}']"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
+    cmd += ["-m", "monai.bundle", "run", "--config_file", files] + cli_args(overrides)
+    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-5000:]
+    return {
+        f"{when}{rank}": torch.load(tmp_path / "eval" / f"{when}_rank{rank}.pt", weights_only=True)
+        for when in ("start", "end")
+        for rank in (0, 1)
+    }
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_ddp_step_keeps_both_ranks_identical(tmp_path):
+    p = _run_two_ranks(tmp_path, ddp=True)
+    assert _same(p["start0"], p["start1"]), "DDP starts every rank from rank 0's parameters"
+    assert not _same(p["start0"], p["end0"]), "one optimizer step changed the parameters"
+    assert _same(p["end0"], p["end1"]), "after a step on different data both ranks hold the same parameters"
+    assert (tmp_path / "models" / "model.pt").is_file()  # rank 0 saved
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith(("module.", "network.")) for k in state)
+    assert _same(state, p["end0"])
+
+
+@pytest.mark.slow
+def test_without_ddp_the_ranks_drift_apart(tmp_path):
+    """The control: calling the bare module (the reference's bug) leaves the ranks with different parameters."""
+    p = _run_two_ranks(tmp_path, ddp=False)
+    assert not _same(p["end0"], p["end1"])
