@@ -10,6 +10,7 @@
 # limitations under the License.
 """Python that MONAI lacks for the SAM-Med3D bundle; configs reference it as ``scripts.<name>``."""
 
+from .automatic import AutomaticInferer
 from .batch import batch_requests
 from .errors import exit_on_user_error
 from .evaluator import PromptedEvaluator

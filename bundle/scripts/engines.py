@@ -67,6 +67,12 @@ class ClickSimulation(nn.Module):
     previous low-resolution logits as the mask prompt. A mask-only round passes the mask prompt alone. The mask of a
     round is ``logits > 0`` (the reference thresholded logits at 0.5).
 
+    Class prompts (automatic mode), when the network has ``num_class_prompts > 0`` and ``forward`` gets the items'
+    ``class_id``: per batch the class token is dropped with probability ``drop_class_prob``; if it is kept, the clicks
+    are dropped with probability ``drop_points_prob`` (every round then gets the class token and the previous mask,
+    the first round the class token alone, as automatic inference does). So a batch is trained with clicks, clicks
+    and class, or class alone, never with neither.
+
     Args:
         network: a ``SAMMed3D``.
         num_rounds: decoder rounds per batch (the reference: 11).
@@ -75,6 +81,8 @@ class ClickSimulation(nn.Module):
         last_round_mask_only: the last round gets the mask prompt alone (the reference: True).
         click_rule: ``"random"`` or ``"center"`` (see ``click_sampling``).
         detach_mask_prompt: stop gradients through the mask prompt between rounds (the reference does not).
+        drop_class_prob: probability of training a batch without its class prompt (used only with class prompts).
+        drop_points_prob: probability of training a batch that has its class prompt without clicks.
     """
 
     def __init__(
@@ -85,8 +93,13 @@ class ClickSimulation(nn.Module):
         last_round_mask_only: bool = True,
         click_rule: str = "random",
         detach_mask_prompt: bool = False,
+        drop_class_prob: float = 0.5,
+        drop_points_prob: float = 0.5,
     ) -> None:
         super().__init__()
+        for name, p in (("drop_class_prob", drop_class_prob), ("drop_points_prob", drop_points_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}.")
         if num_rounds < 1:
             raise ValueError(f"num_rounds must be at least 1, got {num_rounds}.")
         if click_rule not in CLICK_RULES:
@@ -97,6 +110,20 @@ class ClickSimulation(nn.Module):
         self.last_round_mask_only = last_round_mask_only and num_rounds > 1
         self.click_rule = click_rule
         self.detach_mask_prompt = detach_mask_prompt
+        self.drop_class_prob = float(drop_class_prob)
+        self.drop_points_prob = float(drop_points_prob)
+
+    def prompt_kinds(self, class_id: torch.Tensor | None) -> tuple[bool, bool]:
+        """Draw whether this batch gets clicks and whether it gets class prompts (torch's global stream).
+
+        Args:
+            class_id: the items' class ids, or ``None`` (clicks only).
+        """
+        if class_id is None or not getattr(self.network, "num_class_prompts", 0):
+            return True, False
+        if torch.rand(()).item() < self.drop_class_prob:
+            return True, False
+        return torch.rand(()).item() >= self.drop_points_prob, True
 
     def mask_only_rounds(self) -> set[int]:
         """Draw the rounds (0-based) that get no click in this batch (torch's global stream, seeded per rank)."""
@@ -108,12 +135,13 @@ class ClickSimulation(nn.Module):
             rounds |= {candidates[i] for i in picks}
         return rounds
 
-    def forward(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, label: torch.Tensor, class_id: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of every round.
 
         Args:
             image: ``(B, 1, S, S, S)`` normalised windows.
             label: ``(B, 1, S, S, S)`` binary targets; every item needs a target voxel.
+            class_id: ``(B,)`` the class of each item's target (ignored unless the network has class prompts).
 
         Returns:
             ``(B, num_rounds, S, S, S)`` full-resolution logits, round ``r`` in channel ``r``.
@@ -123,8 +151,11 @@ class ClickSimulation(nn.Module):
         if isinstance(label, MetaTensor):
             label = label.as_tensor()
         target = label > 0
+        use_points, use_class = self.prompt_kinds(class_id)
+        # class prompts only when used, so a network (or wrapper) without them is called exactly as before
+        extra = {"class_ids": torch.as_tensor(class_id, device=image.device).reshape(-1)} if use_class else {}
         embedding = self.network.encode(image)
-        mask_only = self.mask_only_rounds()
+        mask_only = self.mask_only_rounds() if use_points else set(range(self.num_rounds))
         current = torch.zeros_like(target)
         points: list[torch.Tensor] = []
         point_labels: list[torch.Tensor] = []
@@ -140,7 +171,7 @@ class ClickSimulation(nn.Module):
                 point_labels.append(new_labels)
                 prompt_points, prompt_labels = torch.cat(points, dim=1), torch.cat(point_labels, dim=1)
             mask_prompt = low_res.detach() if (low_res is not None and self.detach_mask_prompt) else low_res
-            low_res, _ = self.network.decode(embedding, prompt_points, prompt_labels, mask_prompt)
+            low_res, _ = self.network.decode(embedding, prompt_points, prompt_labels, mask_prompt, **extra)
             logits = self.network.upsample(low_res)
             outputs.append(logits)
             current = logits.detach() > 0
@@ -200,8 +231,10 @@ def initial_network(network: nn.Module, checkpoint: str | None = None) -> nn.Mod
         return network
     from .networks import load_checkpoint
 
-    logger.info(f"fine-tuning from {checkpoint} (loaded strictly)")
-    return load_checkpoint(network, checkpoint)
+    # class prompts are new parameters: a checkpoint without them (the released weights) leaves them initialised
+    allow_new = ("prompt_encoder.class_embeddings",) if getattr(network, "num_class_prompts", 0) else ()
+    logger.info(f"fine-tuning from {checkpoint} (loaded strictly{', new: class prompts' if allow_new else ''})")
+    return load_checkpoint(network, checkpoint, allow_new=allow_new)
 
 
 def checkpoint_objects(network: nn.Module, optimizer, lr_scheduler, trainer: Engine) -> dict:

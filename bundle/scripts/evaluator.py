@@ -23,6 +23,7 @@ from monai.data import MetaTensor
 from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
+from .automatic import AutomaticInferer, probabilities_to_labels
 from .prompts import parse_request_prompts
 from .simulation import simulate_clicks
 
@@ -42,19 +43,31 @@ class PromptedEvaluator(SupervisedEvaluator):
     Each request is a dict with the loaded ``image`` (channel-first MetaTensor) and either click prompts (see
     ``prompts.parse_request_prompts``) or, in simulation mode, a loaded ``label`` (optional ``classes`` and
     ``num_clicks``): clicks are then drawn from the label as the reference does and the Dice of every click on the
-    original grid is logged and written to ``<report_dir>/<image name>_clicks.json``. The output of an iteration is
-    one ``{"pred": label map}`` per request, on the request's original grid.
+    original grid is logged and written to ``<report_dir>/<image name>_clicks.json``. A request with
+    ``label_prompt`` (a list of class ids) runs the automatic mode (``automatic.AutomaticInferer``, a network with
+    class prompts): no clicks needed; objects with clicks whose ``label`` is one of the ids refine that class. The
+    output of an iteration is one ``{"pred": label map}`` per request, on the request's original grid.
 
     Args:
         args: passed to ``SupervisedEvaluator``.
         num_clicks: clicks per class in simulation mode, unless the request says otherwise.
         report_dir: where simulation reports are written (``None``: not written).
         seed: the seed of the click stream of each case (233 in the reference).
+        automatic_inferer: the ``AutomaticInferer`` of ``label_prompt`` requests (default: one with the defaults).
         kwargs: passed to ``SupervisedEvaluator``.
     """
 
-    def __init__(self, *args, num_clicks: int = 1, report_dir: str | None = None, seed: int = 233, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        num_clicks: int = 1,
+        report_dir: str | None = None,
+        seed: int = 233,
+        automatic_inferer: AutomaticInferer | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.automatic_inferer = automatic_inferer or AutomaticInferer()
         self.num_clicks = num_clicks
         self.report_dir = report_dir
         self.seed = seed
@@ -69,7 +82,9 @@ class PromptedEvaluator(SupervisedEvaluator):
                     f"got shape {tuple(image.shape)}; 2-D images, 4-D series and multi-channel images are not supported."
                 )
             with engine.mode(engine.network):
-                if "label" in request:
+                if "label_prompt" in request:
+                    pred = self._automatic(engine, image, request)
+                elif "label" in request:
                     pred = self._simulate(engine, image, request)
                 else:
                     objects = parse_request_prompts(request, image.shape[1:], image.affine)
@@ -79,6 +94,17 @@ class PromptedEvaluator(SupervisedEvaluator):
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
+
+    def _automatic(self, engine: SupervisedEvaluator, image: MetaTensor, request: dict) -> MetaTensor:
+        class_ids = request["label_prompt"]
+        if isinstance(class_ids, (int, np.integer)):
+            class_ids = [class_ids]
+        class_ids = [int(c) for c in class_ids]
+        has_clicks = any(k in request for k in ("objects", "points", "points_world"))
+        objects = parse_request_prompts(request, image.shape[1:], image.affine) if has_clicks else []
+        probabilities = self.automatic_inferer(image, engine.network, class_ids, objects)
+        meta = {k: v for k, v in image.meta.items() if k != "affine"}
+        return MetaTensor(probabilities_to_labels(probabilities, class_ids), affine=image.affine, meta=meta)
 
     def _simulate(self, engine: SupervisedEvaluator, image: MetaTensor, request: dict) -> MetaTensor:
         label = request["label"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -67,16 +67,24 @@ def _listed(keys: list[str]) -> str:
     return ", ".join(keys[:_LISTED]) + more
 
 
-def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+def _is_new(key: str, allow_new: Sequence[str]) -> bool:
+    return any(key == name or key.startswith(f"{name}.") for name in allow_new)
+
+
+def check_state_dict(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint", allow_new: Sequence[str] = ()
+) -> None:
     """Raise a ``ValueError`` naming missing, unexpected and mis-shaped keys unless ``state`` fits ``model`` exactly.
 
     Args:
         model: the network to load into.
         state: the state_dict to check.
         source: name of the checkpoint, for the message.
+        allow_new: modules of ``model`` that the checkpoint may lack (e.g. ``("prompt_encoder.class_embeddings",)``
+            when adding class prompts to the released weights); their keys may be missing, nothing else.
     """
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
+    missing = sorted(k for k in set(expected) - set(state) if not _is_new(k, allow_new))
     unexpected = sorted(set(state) - set(expected))
     mis_shaped = sorted(
         f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
@@ -95,19 +103,22 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
         )
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, allow_new: Sequence[str] = ()) -> nn.Module:
     """Load a checkpoint into ``model`` strictly.
 
     Args:
         model: the network.
         path: official ``.pth`` container, plain state_dict or DDP state_dict.
+        allow_new: modules of ``model`` that the checkpoint may lack and that keep their initialisation, e.g.
+            ``("prompt_encoder.class_embeddings",)``; every other key must match exactly.
 
     Returns:
         ``model``, for chaining in configs.
     """
+    allow_new = tuple(allow_new)
     state = read_state_dict(path)
-    check_state_dict(model, state, source=str(path))
-    model.load_state_dict(state, strict=True)
+    check_state_dict(model, state, source=str(path), allow_new=allow_new)
+    model.load_state_dict(state, strict=not allow_new)  # check_state_dict allowed only the new modules to be missing
     return model
 
 

@@ -8,7 +8,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The SAM-Med3D prompt encoder: random-Fourier point encodings, point-type embeddings and mask downscaling."""
+"""The SAM-Med3D prompt encoder: random-Fourier point encodings, point-type embeddings, mask downscaling and
+optional learned class prompts (automatic mode)."""
 
 from __future__ import annotations
 
@@ -71,10 +72,12 @@ def check_point_prompts(points: torch.Tensor, labels: torch.Tensor, allowed_labe
 
 
 class PromptEncoder3D(nn.Module):
-    """Encodes point and mask prompts into sparse tokens and a dense embedding.
+    """Encodes point, class and mask prompts into sparse tokens and a dense embedding.
 
     Point labels: 1 positive, 0 negative, -1 padding ("not a point"). Boxes are not supported: the released model has
-    no box-corner embeddings.
+    no box-corner embeddings. Class prompts (``num_class_prompts > 0``) are one learned token per class id, appended
+    after the point tokens; with ``num_class_prompts = 0`` (the default) the module and its state_dict are exactly the
+    released ones.
 
     Args:
         embed_dim: prompt embedding width (divisible by 3).
@@ -82,6 +85,7 @@ class PromptEncoder3D(nn.Module):
         input_image_size: size of the network input, e.g. ``(128, 128, 128)``; point coordinates are voxel indices
             of it.
         mask_in_chans: hidden channels of the mask downscaling.
+        num_class_prompts: rows of ``class_embeddings`` (class id ``c`` uses row ``c``; 0 creates none).
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class PromptEncoder3D(nn.Module):
         image_embedding_size: tuple[int, int, int] = (8, 8, 8),
         input_image_size: tuple[int, int, int] = (128, 128, 128),
         mask_in_chans: int = 16,
+        num_class_prompts: int = 0,
     ) -> None:
         super().__init__()
         if embed_dim % 3:
@@ -111,6 +116,27 @@ class PromptEncoder3D(nn.Module):
             nn.Conv3d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        if num_class_prompts < 0:
+            raise ValueError(f"num_class_prompts must be >= 0, got {num_class_prompts}.")
+        self.num_class_prompts = int(num_class_prompts)
+        if self.num_class_prompts:
+            self.class_embeddings = nn.Embedding(self.num_class_prompts, embed_dim)
+
+    def check_class_ids(self, class_ids: torch.Tensor) -> None:
+        """Raise a ``ValueError`` unless ``class_ids`` is ``(K,)`` with ids this encoder was built for.
+
+        Args:
+            class_ids: the class ids of ``K`` objects.
+        """
+        if not self.num_class_prompts:
+            raise ValueError("class prompts need a network built with num_class_prompts > 0 (this one has none).")
+        if class_ids.ndim != 1:
+            raise ValueError(f"class_ids must have shape (K,), got {tuple(class_ids.shape)}.")
+        if len(class_ids) and (int(class_ids.min()) < 0 or int(class_ids.max()) >= self.num_class_prompts):
+            raise ValueError(
+                f"class ids must be in [0, {self.num_class_prompts - 1}] (the classes this network was trained for), "
+                f"got {sorted(set(class_ids.tolist()))}."
+            )
 
     def get_dense_pe(self) -> torch.Tensor:
         """Positional encoding of the image embedding grid, ``(1, embed_dim, *image_embedding_size)``."""
@@ -132,6 +158,7 @@ class PromptEncoder3D(nn.Module):
         points: tuple[torch.Tensor, torch.Tensor] | None,
         boxes: torch.Tensor | None = None,
         masks: torch.Tensor | None = None,
+        class_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed the prompts of ``K`` objects.
 
@@ -139,10 +166,11 @@ class PromptEncoder3D(nn.Module):
             points: ``(coords (K, N, 3), labels (K, N))`` in voxel indices of the network input, or ``None``.
             boxes: must be ``None`` (not supported).
             masks: low-resolution mask logits ``(K, 1, *mask_input_size)``, or ``None`` for ``no_mask_embed``.
+            class_ids: ``(K,)`` class ids in ``[0, num_class_prompts)``, or ``None``; each adds one sparse token.
 
         Returns:
-            Sparse embeddings ``(K, N + 1, embed_dim)`` (``(K, 0, embed_dim)`` without points) and dense embeddings
-            ``(K, embed_dim, *image_embedding_size)``.
+            Sparse embeddings ``(K, N + 1 [+ 1], embed_dim)`` (``(K, 0, embed_dim)`` without points and classes) and
+            dense embeddings ``(K, embed_dim, *image_embedding_size)``.
         """
         if boxes is not None:
             raise ValueError("box prompts are not supported: SAM-Med3D was released without box embeddings.")
@@ -159,11 +187,18 @@ class PromptEncoder3D(nn.Module):
             if points is not None and masks.shape[0] != batch:
                 raise ValueError(f"mask prompt has {masks.shape[0]} objects but the points have {batch}.")
             batch = masks.shape[0]
+        if class_ids is not None:
+            self.check_class_ids(class_ids)
+            if (points is not None or masks is not None) and class_ids.shape[0] != batch:
+                raise ValueError(f"{class_ids.shape[0]} class ids but the other prompts have {batch} objects.")
+            batch = class_ids.shape[0]
         weight = self.no_mask_embed.weight
         if points is None:
             sparse = weight.new_zeros(batch, 0, self.embed_dim)
         else:
             sparse = self._embed_points(points[0].to(weight.dtype), points[1])
+        if class_ids is not None:
+            sparse = torch.cat([sparse, self.class_embeddings(class_ids.long())[:, None]], dim=1)
         if masks is None:
             dense = weight.reshape(1, -1, 1, 1, 1).expand(batch, -1, *self.image_embedding_size)
         else:

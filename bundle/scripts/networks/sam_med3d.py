@@ -46,6 +46,8 @@ class SAMMed3D(nn.Module):
         decoder_mlp_dim: decoder MLP hidden width.
         padded_attention: run the windowed blocks in the reference's literal padded form (slow; for benchmarks and
             as a test oracle). The default exact form gives the same outputs.
+        num_class_prompts: learned class prompts for the automatic mode (``prompt_encoder.class_embeddings``, class id
+            ``c`` uses row ``c``); 0 (the default) keeps exactly the released architecture and state_dict.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class SAMMed3D(nn.Module):
         decoder_num_heads: int = 8,
         decoder_mlp_dim: int = 2048,
         padded_attention: bool = False,
+        num_class_prompts: int = 0,
     ) -> None:
         super().__init__()
         grid = img_size // patch_size
@@ -78,7 +81,10 @@ class SAMMed3D(nn.Module):
             padded_attention=padded_attention,
         )
         self.prompt_encoder = PromptEncoder3D(
-            embed_dim=prompt_embed_dim, image_embedding_size=(grid,) * 3, input_image_size=(img_size,) * 3
+            embed_dim=prompt_embed_dim,
+            image_embedding_size=(grid,) * 3,
+            input_image_size=(img_size,) * 3,
+            num_class_prompts=num_class_prompts,
         )
         self.mask_decoder = MaskDecoder3D(
             transformer_dim=prompt_embed_dim,
@@ -86,6 +92,11 @@ class SAMMed3D(nn.Module):
             num_heads=decoder_num_heads,
             mlp_dim=decoder_mlp_dim,
         )
+
+    @property
+    def num_class_prompts(self) -> int:
+        """Number of learned class prompts (0: click prompts only, as released)."""
+        return self.prompt_encoder.num_class_prompts
 
     @property
     def mask_input_size(self) -> tuple[int, int, int]:
@@ -110,6 +121,7 @@ class SAMMed3D(nn.Module):
         point_labels: torch.Tensor | None = None,
         mask_prompt: torch.Tensor | None = None,
         multimask_output: bool = False,
+        class_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-resolution mask logits for ``K`` objects that share (or each have) an image embedding.
 
@@ -120,6 +132,8 @@ class SAMMed3D(nn.Module):
             mask_prompt: previous low-resolution logits ``(K, 1, 4g, 4g, 4g)``. ``None`` means "no mask yet" and is
                 fed as zeros, as the reference pipeline does on the first click.
             multimask_output: return the three (untrained) multimask outputs instead of the single mask.
+            class_ids: ``(K,)`` class ids (needs ``num_class_prompts > 0``), one more sparse token per object after
+                the point tokens; ``None`` for click prompts only.
 
         Returns:
             Logits ``(K, M, 4g, 4g, 4g)`` and IoU predictions ``(K, M)``.
@@ -130,6 +144,8 @@ class SAMMed3D(nn.Module):
             num_objects = points.shape[0]
         elif mask_prompt is not None:
             num_objects = mask_prompt.shape[0]
+        elif class_ids is not None:
+            num_objects = class_ids.shape[0]
         else:
             num_objects = image_embeddings.shape[0]
         if image_embeddings.shape[0] not in (1, num_objects):
@@ -139,7 +155,7 @@ class SAMMed3D(nn.Module):
         if mask_prompt is None:
             mask_prompt = image_embeddings.new_zeros(num_objects, 1, *self.mask_input_size)
         prompts = None if points is None else (points, point_labels)
-        sparse, dense = self.prompt_encoder(points=prompts, boxes=None, masks=mask_prompt)
+        sparse, dense = self.prompt_encoder(points=prompts, boxes=None, masks=mask_prompt, class_ids=class_ids)
         return self.mask_decoder(
             image_embeddings=image_embeddings,
             image_pe=self.prompt_encoder.get_dense_pe(),

@@ -1,0 +1,97 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Automatic-mode inference of a trained fold: ``InferClass(config_file).infer(item)`` -> ``[C, H, W, D]``.
+
+The channels are the probabilities of ``class_ids`` (one sigmoid channel per class, no background) on the item's
+original grid; ensemble with ``sigmoid: True``. Clicks in the item (``points``/``point_labels`` or ``objects`` with
+a ``label``) refine their class. From the shell: ``python scripts/infer.py run --config_file
+configs/hyper_parameters.yaml`` writes the masks of the datalist's ``testing`` items to ``<output_path>/prediction``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+import fire
+from monai.bundle import ConfigParser
+
+
+def _use_bundle(config_file: str | Sequence[str]) -> None:
+    """Put the SAM-Med3D bundle named by ``bundle_root`` in the hyper-parameters first on ``sys.path``.
+
+    Args:
+        config_file: the template's config file(s), a list or comma-joined paths.
+    """
+    parser = ConfigParser()
+    parser.read_config(config_file)
+    root = parser.get("bundle_root")
+    if not root or not os.path.isfile(os.path.join(str(root), "scripts", "auto3dseg.py")):
+        raise ValueError(f"bundle_root {root!r} in hyper_parameters.yaml is not a SAM-Med3D bundle.")
+    root = os.path.abspath(str(root))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    loaded = sys.modules.get("scripts")
+    if loaded is not None and not os.path.abspath(str(getattr(loaded, "__file__", ""))).startswith(root):
+        raise RuntimeError(f"another 'scripts' package is already imported ({loaded.__file__}); run from elsewhere.")
+
+
+class InferClass:
+    """The trained network of a fold with the bundle's automatic inferer.
+
+    Args:
+        config_file: the template's config file(s).
+        override: hyper-parameters to replace (Auto3DSeg's predict parameters land here; unknown ones are kept and
+            ignored).
+    """
+
+    def __init__(self, config_file: str | Sequence[str] = "configs/hyper_parameters.yaml", **override) -> None:
+        _use_bundle(config_file)
+        from scripts.auto3dseg import AutomaticPredictor, load_hyper_parameters
+
+        known = {"class_ids", "device", "overlap", "infer_threshold", "output_path"}
+        self.hp = load_hyper_parameters(config_file, **{k: v for k, v in override.items() if k in known})
+        self.predictor = AutomaticPredictor(self.hp)
+
+    def infer(self, image_file: str | Mapping):
+        """``[C, H, W, D]`` probabilities (a MetaTensor with the image's meta) on the item's original grid.
+
+        Args:
+            image_file: an image path or a datalist item ``{"image": path, ...}``.
+        """
+        return self.predictor.infer(image_file)
+
+
+def run(config_file: str | Sequence[str] = "configs/hyper_parameters.yaml", **override) -> None:
+    """Write the label map (most probable class above ``infer_threshold``) of every ``testing`` item.
+
+    Args:
+        config_file: the template's config file(s).
+        override: hyper-parameters to replace.
+    """
+    infer = InferClass(config_file, **override)
+    from monai.auto3dseg.utils import datafold_read
+    from monai.transforms import SaveImage
+
+    from scripts.automatic import probabilities_to_labels
+
+    hp = infer.hp
+    items, _ = datafold_read(hp["data_list_file_path"], basedir=hp["data_file_base_dir"], fold=-1, key="testing")
+    saver = SaveImage(output_dir=os.path.join(hp["output_path"], "prediction"), output_postfix="seg", resample=False)
+    for item in items:
+        probabilities = infer.infer(item)
+        labels = probabilities_to_labels(probabilities, infer.predictor.class_ids, float(hp["infer_threshold"]))
+        saver(labels, meta_data=probabilities.meta)
+
+
+if __name__ == "__main__":
+    fire.Fire()

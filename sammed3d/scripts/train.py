@@ -1,0 +1,61 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Train one fold: ``python scripts/train.py run --config_file configs/hyper_parameters.yaml [--num_epochs 1]``.
+
+Runs the SAM-Med3D bundle's ``configs/train.json`` (clicks and class prompts) through
+``scripts.auto3dseg.train_fold`` of the bundle at ``bundle_root``, then validates the fold in automatic mode and
+writes ``progress.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import fire
+from monai.bundle import ConfigParser
+
+
+def _use_bundle(config_file: str | Sequence[str]) -> None:
+    """Put the SAM-Med3D bundle named by ``bundle_root`` in the hyper-parameters first on ``sys.path``.
+
+    Args:
+        config_file: the template's config file(s), a list or comma-joined paths.
+    """
+    parser = ConfigParser()
+    parser.read_config(config_file)
+    root = parser.get("bundle_root")
+    if not root or not os.path.isfile(os.path.join(str(root), "scripts", "auto3dseg.py")):
+        raise ValueError(f"bundle_root {root!r} in hyper_parameters.yaml is not a SAM-Med3D bundle.")
+    root = os.path.abspath(str(root))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    loaded = sys.modules.get("scripts")
+    if loaded is not None and not os.path.abspath(str(getattr(loaded, "__file__", ""))).startswith(root):
+        raise RuntimeError(f"another 'scripts' package is already imported ({loaded.__file__}); run from elsewhere.")
+
+
+def run(config_file: str | Sequence[str] = "configs/hyper_parameters.yaml", **override) -> float:
+    """Train and validate the fold; returns the validation Dice.
+
+    Args:
+        config_file: the template's config file(s).
+        override: hyper-parameters to replace, e.g. ``num_epochs=1``.
+    """
+    _use_bundle(config_file)
+    from scripts.auto3dseg import load_hyper_parameters, train_fold
+
+    return train_fold(load_hyper_parameters(config_file, **override))
+
+
+if __name__ == "__main__":
+    fire.Fire()
