@@ -178,6 +178,7 @@ class SAMMed3D(nn.Module):
         points: torch.Tensor | None = None,
         point_labels: torch.Tensor | None = None,
         mask_prompt: torch.Tensor | None = None,
+        class_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Full-resolution logits for one prompt per image; the image alone gives the mask-only prompt of zeros.
 
@@ -186,10 +187,11 @@ class SAMMed3D(nn.Module):
             points: ``(B, N, 3)`` or ``None``.
             point_labels: ``(B, N)`` or ``None``.
             mask_prompt: ``(B, 1, 4g, 4g, 4g)`` previous logits, or ``None``.
+            class_ids: ``(B,)`` class prompts (networks built with ``num_class_prompts > 0``), or ``None``.
 
         Returns:
             Logits ``(B, 1, S, S, S)``; the mask is ``logits > 0``.
         """
         embeddings = self.encode(image)
-        low_res, _ = self.decode(embeddings, points, point_labels, mask_prompt)
+        low_res, _ = self.decode(embeddings, points, point_labels, mask_prompt, class_ids=class_ids)
         return self.upsample(low_res)
