@@ -39,6 +39,7 @@ def evaluated(tmp_path_factory):
         **tiny_overrides(tmp_path, cases=CASES, num_clicks=3, best_over_clicks=True),
     )
     wf.initialize()
+    assert wf.check_properties() == []  # the zoo's check, for the train + evaluate overlay
     wf.run()
     wf.finalize()
     return tmp_path
