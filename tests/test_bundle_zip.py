@@ -80,7 +80,9 @@ def packaged(path: Path) -> bool:
     """Whether the builder must package a file of the bundle (the rule of the zoo release, stated independently)."""
     parts = path.relative_to(BUNDLE).parts
     hidden = any(p.startswith(".") or p == "__pycache__" for p in parts)
-    return path.is_file() and parts[0] not in ("eval", "models") and not hidden and path.suffix != ".pyc"
+    shipped_model = parts == ("models", "demo_model.pt")  # the demo model kept in git travels with the bundle
+    excluded = parts[0] in ("eval", "models") and not shipped_model
+    return path.is_file() and not excluded and not hidden and path.suffix != ".pyc"
 
 
 def test_zip_holds_the_bundle_under_one_folder_without_outputs_or_weights(bundle_zip):
@@ -93,7 +95,8 @@ def test_zip_holds_the_bundle_under_one_folder_without_outputs_or_weights(bundle
     for required in ("LICENSE", "configs/metadata.json", "configs/inference.json", "large_files.yml"):
         assert f"{NAME}/{required}" in names
     assert f"{NAME}/configs/inference_torchscript.json" in names and f"{NAME}/scripts/export.py" in names
-    assert not [n for n in names if n.startswith((f"{NAME}/eval/", f"{NAME}/models/")) or n.endswith(".pyc")]
+    assert not [n for n in names if n.startswith(f"{NAME}/eval/") or n.endswith(".pyc")]
+    assert [n for n in names if n.startswith(f"{NAME}/models/")] == [f"{NAME}/models/demo_model.pt"]
 
 
 def test_zip_is_reproducible(bundle_zip, tmp_path):
@@ -158,7 +161,8 @@ def test_download_large_files_lands_the_official_container_loaded_as_it_is(insta
     assert done.returncode == 0, done.stderr[-3000:]
     landed = copy / "models" / "sam_med3d_turbo.pth"
     assert landed.is_file() and md5(landed) == entry["hash_val"]
-    assert sorted(p.name for p in (copy / "models").iterdir()) == ["sam_med3d_turbo.pth"]  # no conversion
+    # no conversion: only the downloaded container (beside the demo model that ships with the bundle)
+    assert sorted(p.name for p in (copy / "models").iterdir()) == ["demo_model.pt", "sam_med3d_turbo.pth"]
 
     parser = ConfigParser()
     parser.read_config(str(copy / "configs" / "inference.json"))

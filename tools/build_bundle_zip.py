@@ -11,9 +11,10 @@
 """Build the Model Zoo release file ``<name>_v<version>.zip`` of the bundle.
 
 The zip holds one top-level folder ``<name>/`` (what ``monai.bundle download`` expects) with the bundle's files:
-configs, scripts, docs, sample data, ``LICENSE`` and ``large_files.yml``. Left out: the outputs folder ``eval/``,
-everything under ``models/`` (weights and exported modules; ``download_large_files`` fetches the weights into the
-installed copy and creates the folder), caches and hidden files. The version is the one of
+configs, scripts, docs, sample data, ``LICENSE``, ``large_files.yml`` and the demo model that git holds
+(``models/demo_model.pt``). Left out: the outputs folder ``eval/``, everything else under ``models/`` (weights and
+exported modules; ``download_large_files`` fetches the released weights into the installed copy), caches and hidden
+files. The version is the one of
 ``configs/metadata.json``. Entries are sorted and dated 1980-01-01, so the same files give the same zip bytes.
 
 From the repository root::
@@ -36,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NAME = "sam_med3d"
 EXCLUDED_FOLDERS = ("eval", "models")
 """Top-level folders of the bundle that are not packaged: outputs, and weights that ``large_files.yml`` fetches."""
+SHIPPED_MODELS = ("models/demo_model.pt",)
+"""Files of ``models/`` that are packaged all the same: the small demo model kept in git."""
 EXCLUDED_NAMES = ("__pycache__",)
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold
@@ -50,7 +53,9 @@ def bundle_files(bundle_dir: Path) -> Iterator[Path]:
     for path in sorted(bundle_dir.rglob("*")):
         relative = path.relative_to(bundle_dir)
         parts = relative.parts
-        if parts[0] in EXCLUDED_FOLDERS or any(p in EXCLUDED_NAMES or p.startswith(".") for p in parts):
+        if relative.as_posix() not in SHIPPED_MODELS and (
+            parts[0] in EXCLUDED_FOLDERS or any(p in EXCLUDED_NAMES or p.startswith(".") for p in parts)
+        ):
             continue
         if path.is_file() and not path.is_symlink() and path.suffix not in EXCLUDED_SUFFIXES:
             yield relative

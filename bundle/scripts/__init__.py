@@ -18,6 +18,6 @@ from .inferer import ClickWindowInferer
 from .prompts import ObjectPrompt, parse_request_prompts
 from .session import InteractiveSession
 from .simulation import simulate_clicks
-from .weights import find_weights, load_weights
+from .weights import find_weights, load_weights, network_kwargs
 from .windows import PreparedImage
 from .writer import AtomicSaveImage
