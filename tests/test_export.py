@@ -289,7 +289,7 @@ def test_ckpt_export_traces_the_image_only_forward(exported, window, eager_embed
     extra = {"metadata.json": "", "inference.json": ""}
     model = torch.jit.load(str(copy / "models" / "model.ts"), map_location="cpu", _extra_files=extra)
     assert json.loads(extra["metadata.json"]) == json.loads((copy / "configs" / "metadata.json").read_text())
-    assert json.loads(extra["inference.json"])["network_def"]["_target_"] == "scripts.networks.SAMMed3D"
+    assert "scripts.networks.SAMMed3D" in json.dumps(json.loads(extra["inference.json"])["network_def"])
     (copy / "models" / "model.ts").unlink()  # 0.4 GB
     with torch.no_grad():
         expected = network.upsample(network.decode(eager_embedding)[0])  # forward(image): the zero mask prompt
