@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .networks.prompt_encoder import check_point_prompts
-from .networks.sam_med3d import SAMMed3D
+from .networks.sam_med3d import SAMMed3D, decoder_mask_prompt
 from .weights import load_weights
 
 __all__ = [
@@ -411,22 +411,12 @@ class TorchScriptSAMMed3D(nn.Module):
         """
         if multimask_output:
             raise ValueError("the TorchScript decoder has the single-mask output only (multimask_output=False).")
-        if (points is None) != (point_labels is None):
-            raise ValueError("points and point_labels must be given together.")
-        if points is not None:
+        if points is not None and point_labels is not None:  # the traced prompt encoder lost its checks
             check_point_prompts(points, point_labels, allowed_labels=(-1, 0, 1))
-            num_objects = points.shape[0]
-        elif mask_prompt is not None:
-            num_objects = mask_prompt.shape[0]
-        else:
-            num_objects = image_embeddings.shape[0]
-        if image_embeddings.shape[0] not in (1, num_objects):
-            raise ValueError(
-                f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 (shared) or {num_objects}."
-            )
-        if mask_prompt is None:
-            mask_prompt = image_embeddings.new_zeros(num_objects, 1, *self.mask_input_size)
-        elif tuple(mask_prompt.shape) != (num_objects, 1, *self.mask_input_size):
+        given_mask = mask_prompt is not None
+        mask_prompt = decoder_mask_prompt(image_embeddings, points, point_labels, mask_prompt, self.mask_input_size)
+        num_objects = mask_prompt.shape[0] if points is None else points.shape[0]
+        if given_mask and tuple(mask_prompt.shape) != (num_objects, 1, *self.mask_input_size):
             raise ValueError(
                 f"mask prompt must have shape {(num_objects, 1, *self.mask_input_size)}, got {tuple(mask_prompt.shape)}."
             )

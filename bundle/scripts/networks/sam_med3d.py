@@ -22,7 +22,44 @@ from .image_encoder import ImageEncoderViT3D
 from .mask_decoder import MaskDecoder3D
 from .prompt_encoder import PromptEncoder3D
 
-__all__ = ["SAMMed3D"]
+__all__ = ["SAMMed3D", "decoder_mask_prompt"]
+
+
+def decoder_mask_prompt(
+    image_embeddings: torch.Tensor,
+    points: torch.Tensor | None,
+    point_labels: torch.Tensor | None,
+    mask_prompt: torch.Tensor | None,
+    mask_input_size: Sequence[int],
+    class_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Check that the prompts of ``K`` objects go together and return the mask prompt (zeros when ``None``).
+
+    Args:
+        image_embeddings: ``(1, C, g, g, g)`` shared by all objects, or ``(K, C, g, g, g)``.
+        points: ``(K, N, 3)`` or ``None``.
+        point_labels: ``(K, N)``, required with ``points``.
+        mask_prompt: ``(K, 1, *mask_input_size)`` or ``None``.
+        mask_input_size: spatial size of the low-resolution masks.
+        class_ids: ``(K,)`` or ``None``.
+    """
+    if (points is None) != (point_labels is None):
+        raise ValueError("points and point_labels must be given together.")
+    if points is not None:
+        num_objects = points.shape[0]
+    elif mask_prompt is not None:
+        num_objects = mask_prompt.shape[0]
+    elif class_ids is not None:
+        num_objects = class_ids.shape[0]
+    else:
+        num_objects = image_embeddings.shape[0]
+    if image_embeddings.shape[0] not in (1, num_objects):
+        raise ValueError(
+            f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 (shared) or {num_objects}."
+        )
+    if mask_prompt is None:
+        mask_prompt = image_embeddings.new_zeros(num_objects, 1, *mask_input_size)
+    return mask_prompt
 
 
 class SAMMed3D(nn.Module):
@@ -138,22 +175,9 @@ class SAMMed3D(nn.Module):
         Returns:
             Logits ``(K, M, 4g, 4g, 4g)`` and IoU predictions ``(K, M)``.
         """
-        if (points is None) != (point_labels is None):
-            raise ValueError("points and point_labels must be given together.")
-        if points is not None:
-            num_objects = points.shape[0]
-        elif mask_prompt is not None:
-            num_objects = mask_prompt.shape[0]
-        elif class_ids is not None:
-            num_objects = class_ids.shape[0]
-        else:
-            num_objects = image_embeddings.shape[0]
-        if image_embeddings.shape[0] not in (1, num_objects):
-            raise ValueError(
-                f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 (shared) or {num_objects}."
-            )
-        if mask_prompt is None:
-            mask_prompt = image_embeddings.new_zeros(num_objects, 1, *self.mask_input_size)
+        mask_prompt = decoder_mask_prompt(
+            image_embeddings, points, point_labels, mask_prompt, self.mask_input_size, class_ids
+        )
         prompts = None if points is None else (points, point_labels)
         sparse, dense = self.prompt_encoder(points=prompts, boxes=None, masks=mask_prompt, class_ids=class_ids)
         return self.mask_decoder(
