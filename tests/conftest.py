@@ -98,3 +98,32 @@ def parity_model(parity_weights):
     model = SAMMed3D().eval()
     model.load_state_dict(parity_weights, strict=True)
     return model
+
+
+@pytest.fixture(scope="session")
+def evaluated(tmp_path_factory) -> Path:
+    """evaluate.json (over train.json) run once, in one process, with a tiny random network on the CT and MRI cases.
+
+    Shared by the report tests and the two-rank evaluation, which must reproduce these records.
+    """
+    from monai.bundle import ConfigWorkflow
+    from test_train_workflow import CASES, CONFIGS, TINY_NET, tiny_overrides
+
+    from scripts.networks import SAMMed3D
+
+    tmp_path = tmp_path_factory.mktemp("evaluate")
+    torch.manual_seed(0)
+    (tmp_path / "models").mkdir()
+    torch.save(SAMMed3D(**TINY_NET).state_dict(), tmp_path / "models" / "model.pt")
+    wf = ConfigWorkflow(
+        config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        workflow_type="train",
+        **tiny_overrides(tmp_path, cases=CASES, num_clicks=3, best_over_clicks=True),
+    )
+    wf.initialize()
+    assert wf.check_properties() == []  # the zoo's check, for the train + evaluate overlay
+    wf.run()
+    wf.finalize()
+    return tmp_path

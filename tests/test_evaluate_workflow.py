@@ -18,31 +18,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
 from monai.transforms import LoadImage
-from test_train_workflow import CASES, CONFIGS, TINY_NET, tiny_overrides
-
-
-@pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    from scripts.networks import SAMMed3D
-
-    tmp_path = tmp_path_factory.mktemp("evaluate")
-    torch.manual_seed(0)
-    (tmp_path / "models").mkdir()
-    torch.save(SAMMed3D(**TINY_NET).state_dict(), tmp_path / "models" / "model.pt")
-    wf = ConfigWorkflow(
-        config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"),
-        workflow_type="train",
-        **tiny_overrides(tmp_path, cases=CASES, num_clicks=3, best_over_clicks=True),
-    )
-    wf.initialize()
-    assert wf.check_properties() == []  # the zoo's check, for the train + evaluate overlay
-    wf.run()
-    wf.finalize()
-    return tmp_path
+from test_train_workflow import CASES, TINY_NET
 
 
 def test_reports_cover_every_case_class_and_click(evaluated):

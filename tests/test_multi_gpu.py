@@ -8,10 +8,14 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""multi_gpu_train.json under torchrun with two gloo processes on the CPU: gradients really are all-reduced."""
+"""multi_gpu_train.json and multi_gpu_evaluate.json under torchrun, two gloo processes on the CPU.
+
+Training: gradients really are all-reduced. Evaluation: each rank takes its cases and rank 0 reports all of them.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -25,6 +29,15 @@ SAVE = (
     "$torch.save({k: v.detach().clone() for k, v in @network.state_dict().items()}, "
     "@output_dir + '/%s_rank' + os.environ['RANK'] + '.pt')"
 )
+
+
+def _torchrun(config_files: list, overrides: dict) -> None:
+    """``monai.bundle run`` of ``config_files`` (train.json first) with ``overrides`` on two gloo ranks."""
+    files = "[" + ", ".join(f"'{f}'" for f in config_files) + "]"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
+    cmd += ["-m", "monai.bundle", "run", "--config_file", files] + cli_args(overrides)
+    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-5000:]
 
 
 def _run_two_ranks(tmp_path, ddp: bool) -> dict[str, dict[str, torch.Tensor]]:
@@ -43,11 +56,7 @@ def _run_two_ranks(tmp_path, ddp: bool) -> dict[str, dict[str, torch.Tensor]]:
         tmp_path, cases=CASES, epochs=1, val_fraction=0.0, val_interval=1000, warmup_iterations=0
     )
     (tmp_path / "eval").mkdir(parents=True)
-    files = f"['{CONFIGS / 'train.json'}', '{CONFIGS / 'multi_gpu_train.json'}', '{probe_file}']"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
-    cmd += ["-m", "monai.bundle", "run", "--config_file", files] + cli_args(overrides)
-    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-5000:]
+    _torchrun([CONFIGS / "train.json", CONFIGS / "multi_gpu_train.json", probe_file], overrides)
     return {
         f"{when}{rank}": torch.load(tmp_path / "eval" / f"{when}_rank{rank}.pt", weights_only=True)
         for when in ("start", "end")
@@ -76,3 +85,30 @@ def test_without_ddp_the_ranks_drift_apart(tmp_path):
     """The control: calling the bare module (the reference's bug) leaves the ranks with different parameters."""
     p = _run_two_ranks(tmp_path, ddp=False)
     assert not _same(p["end0"], p["end1"])
+
+
+def _rows(path) -> list[tuple]:
+    with open(path) as f:
+        return sorted(
+            (r["case"], r["class_id"], r["click"], r["point"], r["dice"], r["nsd"]) for r in csv.DictReader(f)
+        )
+
+
+@pytest.mark.slow
+def test_two_rank_evaluation_reports_every_case_as_one_process_does(tmp_path, evaluated):
+    """Each rank evaluates one of the two cases; rank 0's reports hold both, equal to the one-process run."""
+    overrides = tiny_overrides(
+        tmp_path,
+        cases=CASES,
+        num_clicks=3,
+        best_over_clicks=True,
+        eval_checkpoint=str(evaluated / "models" / "model.pt"),
+    )
+    _torchrun([CONFIGS / "train.json", CONFIGS / "evaluate.json", CONFIGS / "multi_gpu_evaluate.json"], overrides)
+    two_ranks, one = tmp_path / "eval", evaluated / "eval"
+    assert {r[0] for r in _rows(two_ranks / "nclick_metrics.csv")} == {"example_ct_sm", "example_mr_sm"}
+    assert _rows(two_ranks / "nclick_metrics.csv") == _rows(one / "nclick_metrics.csv")
+    summary, expected = (json.loads((d / "nclick_summary.json").read_text()) for d in (two_ranks, one))
+    assert summary["num_curves"] == 4 and summary.keys() == expected.keys()
+    for key in ("dice_final", "nsd_final", "dice_auc", "best_dice"):
+        assert summary[key] == pytest.approx(expected[key])

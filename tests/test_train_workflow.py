@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -19,6 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
+import PIL.ImageSequence
 import pytest
 import torch
 from conftest import BUNDLE, DATA
@@ -84,6 +88,7 @@ def test_one_epoch_with_validation_checkpoints_and_tensorboard(tmp_path):
     wf.initialize()
     assert wf.check_properties() == []
     trainer = wf.parser.get_parsed_content("train#trainer")
+    start = {k: v.clone() for k, v in wf.parser.get_parsed_content("network").state_dict().items()}
     wf.run()
     wf.finalize()
     assert trainer.state.iteration == 1 and trainer.state.epoch == 1
@@ -95,19 +100,31 @@ def test_one_epoch_with_validation_checkpoints_and_tensorboard(tmp_path):
     assert len(state["optimizer"]["param_groups"]) == 2
     plain = torch.load(models / "model.pt", weights_only=True)
     assert not any(k.startswith(("module.", "network.")) for k in plain)
+    # the warm-up starts above zero (warmup_multiplier), so the first step already moves the weights
+    assert not all(torch.equal(plain[k], start[k]) for k in start)
     from scripts.networks import SAMMed3D, load_checkpoint
 
     load_checkpoint(SAMMed3D(**TINY_NET), models / "model.pt")  # the bundle's strict loader takes it
     assert 0.0 <= wf.parser.get_parsed_content("validate#evaluator").state.metrics["val_dice_final"] <= 1.0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tags = set()
+    tags, images = set(), {}
     for events in (tmp_path / "eval" / "tensorboard").glob("events.*"):
-        acc = EventAccumulator(str(events))
+        acc = EventAccumulator(str(events), size_guidance={"images": 0})
         acc.Reload()
         tags |= set(acc.Tags()["scalars"])
+        images |= {tag: acc.Images(tag) for tag in acc.Tags()["images"]}
     expected = {"train/loss", "train/dice_round_1", "train/dice_round_2", "train/lr_image_encoder"}
     assert expected | {"val_dice_final"} <= tags, tags
+    # image summaries: the window, its target and the last round's probabilities, as 3-D GIFs (MONAI's handler)
+    assert set(images) == {"input_0_HWD/image", "input_1_HWD/image", "output_HWD/image"}, sorted(images)
+    frames = {}
+    for tag, (event,) in images.items():
+        gif = PIL.Image.open(io.BytesIO(event.encoded_image_string))
+        frames[tag] = np.stack([np.asarray(f.convert("L")) for f in PIL.ImageSequence.Iterator(gif)])
+        assert frames[tag].shape == (128, 128, 128), (tag, frames[tag].shape)  # the whole window, every slice
+    assert len(np.unique(frames["input_0_HWD/image"])) > 100  # CT grey values
+    assert set(np.unique(frames["input_1_HWD/image"])) == {0, 255}  # the binary target, present in the window
 
 
 def test_amp_scaler_is_checkpointed_when_used(tmp_path):

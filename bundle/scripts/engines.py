@@ -293,7 +293,8 @@ class TrainingMonitor:
 
     Every ``interval`` iterations it logs ``epoch e/E iter i/n | loss | Dice per round | lr | it/s | ETA`` and
     writes ``train/loss``, ``train/dice_round_<r>`` (hard Dice of ``logits > 0`` per round, 1-based) and
-    ``train/lr_<group>`` to ``tensorboard_dir`` (nothing when ``None``; pass it on rank 0 only).
+    ``train/lr_<group>`` to ``tensorboard_dir`` (nothing when ``None``; pass it on rank 0 only). Loss and Dice are
+    means over the iterations since the last report: with one random class per item, a single step says little.
 
     Args:
         interval: iterations between two reports.
@@ -306,6 +307,8 @@ class TrainingMonitor:
         self.writer = None
         self._t0 = 0.0
         self._i0: int | None = None
+        self._sums: list[float] = []  # loss, then Dice per round, summed since the last report
+        self._count = 0
 
     def attach(self, engine: Engine) -> None:
         """Attach to a trainer."""
@@ -315,11 +318,13 @@ class TrainingMonitor:
             self.writer = SummaryWriter(log_dir=self.tensorboard_dir)
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_STARTED, self._first_iteration)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._accumulate)
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self._report)
         engine.add_event_handler(Events.COMPLETED, self._completed)
 
     def _started(self, engine: Engine) -> None:
         self._i0 = None
+        self._sums, self._count = [], 0
 
     def _first_iteration(self, engine: Engine) -> None:
         if self._i0 is None:  # here, not at STARTED: a resumed run's iteration is restored by then
@@ -335,11 +340,17 @@ class TrainingMonitor:
         total = pred.sum(dims).float() + truth.sum(dims).float()
         return (2 * inter / total.clamp_min(1)).mean(0).tolist()
 
+    def _accumulate(self, engine: Engine) -> None:
+        output = engine.state.output
+        loss = output[Keys.LOSS]
+        values = [float(loss.detach() if torch.is_tensor(loss) else loss)] + self.round_dice(output)
+        self._sums = [a + b for a, b in zip(self._sums, values)] if self._sums else values
+        self._count += 1
+
     def _report(self, engine: Engine) -> None:
         state = engine.state
-        output = state.output
-        loss = float(output[Keys.LOSS])
-        dice = self.round_dice(output)
+        loss, *dice = (v / max(self._count, 1) for v in self._sums)
+        self._sums, self._count = [], 0
         lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(engine.optimizer.param_groups)}
         done = state.iteration - self._i0
         speed = done / max(time.perf_counter() - self._t0, 1e-9)
