@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Orientation
+from monai.utils import dtype_torch_to_numpy
 
 __all__ = [
     "TARGET_SPACING",
@@ -330,7 +331,9 @@ def resample_axis_aligned(
     plan = _axis_plan(index_map)
     shape = tuple(int(s) for s in spatial_shape)
     data = img.as_tensor().permute(0, *(1 + axis for axis, _, _ in plan))
-    out = torch.zeros((data.shape[0], *shape), dtype=data.dtype)
+    # numpy's zeros come from calloc: pages outside the sampled block are never written (a mask pasted onto a large
+    # image costs the window, not the image; torch.zeros would memset all of it)
+    out = torch.from_numpy(np.zeros((data.shape[0], *shape), dtype=dtype_torch_to_numpy(data.dtype)))
 
     bounds = []
     positions = []

@@ -98,7 +98,7 @@ class InteractiveSession:
                 low_res = prepared.decode(window, roi_points[:n], prompt.point_labels[:n], low_res)
         roi_points = prepared.to_window(ras_points, window)[0]
         low_res = prepared.decode(window, roi_points, prompt.point_labels, low_res)
-        mask = prepared.paste(prepared.mask(low_res), window).numpy() > 0
+        mask = prepared.paste(prepared.mask(low_res), window).numpy().view(bool)
         self._states.append(_State(points, labels, window, low_res, mask))
         return mask
 

@@ -90,7 +90,7 @@ def simulate_clicks(
                 "point": original_point.tolist(),
                 "roi_point": point.tolist(),
                 "point_label": labels[-1],
-                "mask": prepared.paste(current, window).numpy() > 0,
+                "mask": prepared.paste(current, window).numpy().view(bool),
             }
         )
     return results

@@ -135,7 +135,11 @@ class PreparedImage:
         return (logits[0, 0] > 0).cpu().numpy()
 
     def paste(self, roi_mask: np.ndarray, window: Window) -> torch.Tensor:
-        """A window's binary mask on the original grid, ``(I, J, K)`` uint8 (0 outside the window)."""
+        """A window's binary mask on the original grid, ``(I, J, K)`` uint8 0/1 (0 outside the window).
+
+        Nearest-neighbour sampling keeps the values 0 and 1, so ``.numpy().view(bool)`` is the boolean mask without
+        another pass over the image.
+        """
         roi = MetaTensor(torch.as_tensor(roi_mask, dtype=torch.uint8)[None], affine=window.affine)
         return paste_back(roi, self.image.shape[1:], self.image.affine).as_tensor()[0]
 
