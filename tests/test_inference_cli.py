@@ -164,3 +164,88 @@ def test_main_job_uses_the_demo_model_when_the_released_weights_are_absent(tmp_p
     for label in (2, 21):  # the demo model is weak (docs/demo_model.md) but finds both targets where they are
         predicted, target = seg == label, truth == label
         assert 2 * (predicted & target).sum() / (predicted.sum() + target.sum()) > 0.3, label
+
+
+def write_dicom_series(nifti: str, folder) -> None:
+    """Write ``nifti`` as a CT DICOM series (one file per slice, with positions, orientation and spacing) via ITK."""
+    import itk
+
+    image = itk.imread(str(nifti), itk.SS)
+    voxels = itk.array_from_image(image)  # (slices, rows, columns)
+    spacing, origin = np.array(image.GetSpacing()), np.array(image.GetOrigin())
+    direction = itk.array_from_matrix(image.GetDirection())
+    folder.mkdir()
+    for z in range(voxels.shape[0]):
+        slice_image = itk.image_from_array(np.ascontiguousarray(voxels[z : z + 1]))
+        position = origin + direction @ (np.array([0.0, 0.0, z]) * spacing)
+        slice_image.SetOrigin(position.tolist())
+        slice_image.SetSpacing(spacing.tolist())
+        slice_image.SetDirection(image.GetDirection())
+        tags = slice_image.GetMetaDataDictionary()  # GDCMImageIO writes these tags
+        for key, value in {
+            "0008|0060": "CT",
+            "0008|0016": "1.2.840.10008.5.1.4.1.1.2",  # CT image storage
+            "0008|0018": f"1.2.826.0.1.3680043.2.1125.3.{z + 1}",
+            "0020|000d": "1.2.826.0.1.3680043.2.1125.1",
+            "0020|000e": "1.2.826.0.1.3680043.2.1125.2",  # one series for all slices
+            "0020|0013": str(z + 1),
+            "0020|0032": "\\".join(f"{v:.6f}" for v in position),
+            "0020|0037": "\\".join(f"{v:.6f}" for v in np.concatenate([direction[:, 0], direction[:, 1]])),
+            "0028|0030": f"{spacing[1]:.6f}\\{spacing[0]:.6f}",
+            "0018|0050": f"{spacing[2]:.6f}",
+            "0028|1052": "0",
+            "0028|1053": "1",
+        }.items():
+            tags[key] = value
+        io = itk.GDCMImageIO.New()
+        io.KeepOriginalUIDOn()
+        itk.imwrite(slice_image, str(folder / f"slice{z:04d}.dcm"), imageio=io)
+
+
+def test_a_dicom_series_folder_gives_the_nifti_result(tmp_path):
+    """The same CT as a DICOM series folder and as NIfTI: the same label map on the same grid, voxel for voxel."""
+    nifti = DATA / "totalsegmentator" / "example_ct_sm.nii.gz"
+    series = tmp_path / "ct_series"
+    write_dicom_series(nifti, series)
+    truth = np.asarray(nib.load(DATA / "totalsegmentator" / "example_seg.nii.gz").dataobj)
+    voxels = np.argwhere(truth == 2)  # right kidney: click its voxel nearest to the centroid
+    click = voxels[np.argmin(((voxels - voxels.mean(0)) ** 2).sum(1))].tolist()
+    results = {}
+    for name, image in (("nifti", nifti), ("dicom", series)):
+        request = {"image": str(image), "points": [click], "point_labels": [1], "label": 2}
+        done = run_inference(tmp_path / name, "--input_dict", repr(request))
+        assert done.returncode == 0, done.stderr[-2000:]
+        (written,) = outputs(tmp_path / name)
+        results[name] = nib.load(written)
+    assert results["dicom"].shape == results["nifti"].shape == truth.shape
+    np.testing.assert_allclose(results["dicom"].affine, results["nifti"].affine, atol=1e-4)
+    dicom, reference = (np.asarray(results[k].dataobj) for k in ("dicom", "nifti"))
+    assert (reference == 2).sum() > 0 and np.array_equal(dicom, reference)
+
+
+@pytest.mark.parametrize(
+    "request_text, message",
+    [
+        (f"{{'image': '{DEMO}', 'label': 2}}", "'label' is 2: at the top level it is the ground-truth label image"),
+        (
+            f"{{'image': '{DEMO}', 'label': '{DEMO}', 'points': [[5, 5, 5]], 'point_labels': [1]}}",
+            "both a ground-truth 'label' image (simulation mode",
+        ),
+        ("{'image': 3, 'points': [[5, 5, 5]], 'point_labels': [1]}", "'image' must be the path of an image file"),
+    ],
+    ids=["label-value-without-clicks", "clicks-and-label-file", "image-not-a-path"],
+)
+def test_ambiguous_requests_fail_without_output(tmp_path, request_text, message):
+    done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request_text)
+    assert done.returncode != 0
+    assert last_line(done).startswith("error: ") and message in last_line(done), last_line(done)
+    assert outputs(tmp_path) == []
+
+
+def test_a_top_level_label_value_names_the_object(tmp_path):
+    """``label`` next to top-level clicks is the object's output value, as under ``objects``."""
+    request = f"{{'image': '{DEMO}', 'points': [[86, 43, 74]], 'point_labels': [1], 'label': 7}}"
+    done = run_inference(tmp_path, "--input_dict", request)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (written,) = outputs(tmp_path)
+    assert set(np.unique(np.asarray(nib.load(written).dataobj))) == {0, 7}

@@ -15,7 +15,7 @@ from .batch import batch_requests
 from .errors import exit_on_user_error
 from .evaluator import PromptedEvaluator
 from .inferer import ClickWindowInferer
-from .prompts import ObjectPrompt, parse_request_prompts
+from .prompts import ObjectPrompt, normalise_request, parse_request_prompts
 from .session import InteractiveSession
 from .simulation import simulate_clicks
 from .weights import find_weights, load_weights, network_kwargs

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,9 @@ import numpy as np
 
 from .preprocessing import as_affine
 
-__all__ = ["ObjectPrompt", "parse_request_prompts"]
+__all__ = ["ObjectPrompt", "normalise_request", "parse_request_prompts"]
+
+CLICK_KEYS = ("points", "points_world", "point_labels")
 
 
 @dataclass
@@ -71,6 +74,52 @@ def _object_prompt(name: str, label: int, spec: Mapping, shape: Sequence[int], a
             f"{tuple(int(s) for s in shape)}; voxel indices run from 0 to size - 1 along each axis."
         )
     return ObjectPrompt(name, label, points, labels.astype(np.int64))
+
+
+def _is_path(value) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+def normalise_request(request: Mapping) -> dict:
+    """Check a request's files and modes before anything is read; one top-level object with an integer ``label``
+    becomes ``objects`` (so ``label`` at the top level is always the ground-truth file of simulation mode).
+
+    A request is one of: clicks (top-level ``points``/``points_world`` with ``point_labels``, or ``objects``),
+    simulation (``label``: a label image, optional ``classes`` and ``num_clicks``) or automatic (``label_prompt``).
+
+    Args:
+        request: the request dict (``input_dict``), before ``LoadImaged``.
+
+    Returns:
+        The request, with a top-level object moved under ``objects`` when it has an integer ``label``.
+
+    Raises:
+        ValueError: for an image that is not a path, or a request mixing modes in a way that would be ambiguous.
+    """
+    request = dict(request)
+    if not _is_path(request.get("image")):
+        raise ValueError(
+            f"'image' must be the path of an image file or of a DICOM series folder, got {request.get('image')!r}."
+        )
+    if "label" not in request:
+        return request
+    label = request["label"]
+    top_level_clicks = any(k in request for k in ("points", "points_world"))
+    if isinstance(label, int) and not isinstance(label, bool) and top_level_clicks:
+        spec = {k: request.pop(k) for k in (*CLICK_KEYS, "label") if k in request}
+        request["objects"] = {"object": spec}
+        return request
+    if not _is_path(label):
+        raise ValueError(
+            f"'label' is {label!r}: at the top level it is the ground-truth label image of simulation mode (a path), "
+            "or, next to top-level 'points', the output value of that object."
+        )
+    if top_level_clicks or "objects" in request or "label_prompt" in request:
+        raise ValueError(
+            "the request has both a ground-truth 'label' image (simulation mode, clicks drawn from it) and prompts "
+            "('points', 'objects' or 'label_prompt'): give one of them."
+        )
+    return request
 
 
 def parse_request_prompts(request: Mapping, spatial_shape: Sequence[int], affine) -> list[ObjectPrompt]:
