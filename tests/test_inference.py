@@ -166,6 +166,23 @@ def test_bad_prompts_are_refused_with_a_clear_message(request_, message):
         parse_request_prompts(request_, (122, 101, 30), np.diag([3.0, 3.0, 3.0, 1.0]))
 
 
+def test_requests_are_normalised_before_loading():
+    from scripts import normalise_request
+
+    clicks = {"points": [[1, 2, 3]], "point_labels": [1]}
+    one = normalise_request({"image": "ct.nii.gz", **clicks, "label": 4})
+    assert one == {"image": "ct.nii.gz", "objects": {"object": {**clicks, "label": 4}}}
+    simulation = {"image": "ct.nii.gz", "label": "seg.nii.gz", "classes": [2]}
+    assert normalise_request(simulation) == simulation
+    assert normalise_request({"image": "ct.nii.gz", **clicks}) == {"image": "ct.nii.gz", **clicks}
+    with pytest.raises(ValueError, match="either top-level 'points' for one object or 'objects'"):
+        normalise_request({"image": "ct.nii.gz", **clicks, "label": 4, "objects": {"a": clicks}})
+    with pytest.raises(ValueError, match="both a ground-truth 'label' image"):
+        normalise_request({"image": "ct.nii.gz", "label": "seg.nii.gz", "label_prompt": [2]})
+    with pytest.raises(ValueError, match="'label' is True"):
+        normalise_request({"image": "ct.nii.gz", **clicks, "label": True})
+
+
 def test_world_coordinates_map_to_the_same_voxel():
     image = load(MR[0])
     voxel = np.array([40.0, 30.0, 10.0])

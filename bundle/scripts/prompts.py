@@ -81,11 +81,11 @@ def _is_path(value) -> bool:
 
 
 def normalise_request(request: Mapping) -> dict:
-    """Check a request's files and modes before anything is read; one top-level object with an integer ``label``
-    becomes ``objects`` (so ``label`` at the top level is always the ground-truth file of simulation mode).
+    """Check a request before anything is read; a top-level object with an integer ``label`` moves under ``objects``.
 
-    A request is one of: clicks (top-level ``points``/``points_world`` with ``point_labels``, or ``objects``),
-    simulation (``label``: a label image, optional ``classes`` and ``num_clicks``) or automatic (``label_prompt``).
+    After this, a top-level ``label`` is always the ground-truth image of simulation mode. A request is one of:
+    clicks (top-level ``points``/``points_world`` with ``point_labels``, or ``objects``), simulation (``label``: a
+    label image, optional ``classes`` and ``num_clicks``) or automatic (``label_prompt``).
 
     Args:
         request: the request dict (``input_dict``), before ``LoadImaged``.
@@ -97,6 +97,9 @@ def normalise_request(request: Mapping) -> dict:
         ValueError: for an image that is not a path, or a request mixing modes in a way that would be ambiguous.
     """
     request = dict(request)
+    top_level_clicks = any(k in request for k in ("points", "points_world"))
+    if top_level_clicks and "objects" in request:
+        raise ValueError("give either top-level 'points' for one object or 'objects' for several, not both.")
     if not _is_path(request.get("image")):
         raise ValueError(
             f"'image' must be the path of an image file or of a DICOM series folder, got {request.get('image')!r}."
@@ -104,7 +107,6 @@ def normalise_request(request: Mapping) -> dict:
     if "label" not in request:
         return request
     label = request["label"]
-    top_level_clicks = any(k in request for k in ("points", "points_world"))
     if isinstance(label, int) and not isinstance(label, bool) and top_level_clicks:
         spec = {k: request.pop(k) for k in (*CLICK_KEYS, "label") if k in request}
         request["objects"] = {"object": spec}
