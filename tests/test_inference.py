@@ -208,3 +208,23 @@ def test_other_formats_give_the_same_masks(tmp_path, ext):
     actual = ORACLE_INFERER(marked(other, label == 1), OracleNetwork(), prompts)
     np.testing.assert_array_equal(actual.numpy(), expected.numpy())
     assert dice(actual[0].numpy() > 0, label == 1) >= 0.999
+
+
+def test_stray_parts_at_a_window_edge_are_not_followed():
+    """The bladder fits one window; the femurs, also "segmented" but not connected to it, leave the window.
+
+    Tracking follows the clicked object only: no further window is opened for the femurs, and the result is the
+    single window's (which keeps everything the network returned there, as the reference does).
+    """
+    image, label = load(DEMO[0]), load(DEMO[1])[0].numpy()
+    bladder, femurs = label == 21, np.isin(label, (75, 76))
+    request = {"points": [deepest_voxel(bladder)], "point_labels": [1]}
+    prompts = parse_request_prompts(request, image.shape[1:], image.affine)
+    marked_image = marked(image, bladder | femurs)
+    single = ClickWindowInferer(interpolation="nearest", max_windows=1)(marked_image, OracleNetwork(), prompts)
+    assert (single[0].numpy() > 0)[femurs].any(), "the femurs are in the bladder's window"
+    oracle = OracleNetwork()
+    followed = ClickWindowInferer(interpolation="nearest", max_windows=8)(marked_image, oracle, prompts)
+    assert oracle.encoded == 1, f"{oracle.encoded} windows for an object that fits one"
+    np.testing.assert_array_equal(followed.numpy(), single.numpy())
+    assert dice(followed[0].numpy() > 0, bladder) < 1.0 and (followed[0].numpy() > 0)[bladder].all()

@@ -21,6 +21,7 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 from scipy.ndimage import distance_transform_edt
+from scipy.ndimage import label as connected_components
 
 from .pasteback import paste_back
 from .preprocessing import ROI_SIZE, TARGET_SPACING
@@ -55,6 +56,32 @@ def _seed_click(mask: np.ndarray, start: Sequence[int], size: Sequence[int]) -> 
     return np.asarray(np.unravel_index(int(depth.argmax()), part.shape)) + np.asarray(lo)
 
 
+def _connected_part(roi_mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The 26-connected components of ``roi_mask`` that hold a voxel of ``seeds`` (both bool, window grid)."""
+    components, _ = connected_components(roi_mask, structure=np.ones((3, 3, 3), dtype=bool))
+    kept = np.unique(components[seeds & roi_mask])
+    return np.isin(components, kept[kept > 0])
+
+
+def _points_mask(points: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """A bool grid of ``shape`` that is True at the voxels nearest to ``points`` (window indices, clipped)."""
+    grid = np.zeros(shape, dtype=bool)
+    if len(points):
+        voxels = np.clip(np.round(points).astype(int), 0, np.asarray(shape) - 1)
+        grid[tuple(voxels.T)] = True
+    return grid
+
+
+def _window_part(mask: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """The window at ``start`` cut from a RAS-grid mask (False outside the grid)."""
+    part = np.zeros(tuple(size), dtype=bool)
+    lo = [max(0, s) for s in start]
+    hi = [min(n, s + t) for s, t, n in zip(start, size, mask.shape)]
+    dst = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))
+    part[dst] = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    return part
+
+
 def _add_window_mask(mask: np.ndarray, roi_mask: np.ndarray, start: Sequence[int]) -> None:
     """OR a window's mask into the RAS-grid mask (the part of the window inside the grid)."""
     lo = [max(0, s) for s in start]
@@ -67,10 +94,12 @@ def segment_object(prepared: PreparedImage, prompt: ObjectPrompt, max_windows: i
     """Segment one object; returns its mask on the RAS grid of ``prepared`` and the number of windows used.
 
     The first window is centred on the object's positive clicks, whose clicks are replayed one at a time (all
-    clicks so far plus the previous low-resolution logits, as the reference does). While the mask reaches a face of
-    its window and the image continues behind it, a window shifted by half its size across that face is added (up
-    to ``max_windows``), prompted with the deepest voxel of the mask so far inside it (positive) and the user's
-    clicks that fall in it; the masks are united.
+    clicks so far plus the previous low-resolution logits, as the reference does); its mask is kept as it is. The
+    object is then followed by its connected part only (the components holding a positive click): while that part
+    reaches a face of its window and the image continues behind it, a window shifted by half its size across that
+    face is added (up to ``max_windows``), prompted with the deepest voxel of the object so far inside it (positive)
+    and the user's clicks that fall in it; of that window's mask, the components that continue the object (touch it
+    or a positive click) are added. So a stray blob at a window's edge neither opens windows nor grows there.
 
     Args:
         prepared: the image, resampled and reoriented once.
@@ -88,18 +117,24 @@ def segment_object(prepared: PreparedImage, prompt: ObjectPrompt, max_windows: i
     low_res = None
     for n in range(1, len(roi_points) + 1):
         low_res = prepared.decode(window, roi_points[:n], prompt.point_labels[:n], low_res)
-    mask = np.zeros(prepared.ras.shape[1:], dtype=bool)
-    queue = deque([(window, prepared.mask(low_res))])
+    size = prepared.roi_size
+    mask = np.zeros(prepared.ras.shape[1:], dtype=bool)  # what is returned
+    followed = np.zeros_like(mask)  # the object's connected part, which decides where to go on
+    first = prepared.mask(low_res)
+    _add_window_mask(mask, first, window.start)
+    if max_windows == 1:
+        return mask, 1
+    queue = deque([(window, _connected_part(first, _points_mask(roi_points[prompt.point_labels == 1], size)))])
     visited = {window.start}
     while queue:
-        window, roi_mask = queue.popleft()
-        _add_window_mask(mask, roi_mask, window.start)
-        for axis, side in _touched_faces(roi_mask, window, mask.shape):
+        window, part = queue.popleft()
+        _add_window_mask(followed, part, window.start)
+        for axis, side in _touched_faces(part, window, mask.shape):
             start = list(window.start)
-            start[axis] += side * prepared.roi_size[axis] // 2
+            start[axis] += side * size[axis] // 2
             if tuple(start) in visited or len(visited) >= max_windows:
                 continue
-            seed = _seed_click(mask, start, prepared.roi_size)
+            seed = _seed_click(followed, start, size)
             if seed is None:
                 continue
             visited.add(tuple(start))
@@ -107,7 +142,11 @@ def segment_object(prepared: PreparedImage, prompt: ObjectPrompt, max_windows: i
             user_points, user_inside = prepared.to_window(ras_points, next_window)
             points = np.concatenate([seed[None] - np.asarray(start), user_points[user_inside]])
             labels = np.concatenate([[1], prompt.point_labels[user_inside]])
-            queue.append((next_window, prepared.mask(prepared.decode(next_window, points, labels, None))))
+            roi_mask = prepared.mask(prepared.decode(next_window, points, labels, None))
+            seeds = _window_part(followed, start, size) | _points_mask(points[labels == 1], size)
+            next_part = _connected_part(roi_mask, seeds)
+            _add_window_mask(mask, next_part, start)
+            queue.append((next_window, next_part))
     return mask, len(visited)
 
 
