@@ -161,9 +161,9 @@ def test_main_job_uses_the_demo_model_when_the_released_weights_are_absent(tmp_p
     assert "DEMO model" in done.stdout + done.stderr
     seg = np.asarray(nib.load(tmp_path / "out" / "example_ct_seg.nii.gz").dataobj)
     truth = np.asarray(nib.load(BUNDLE / "sample_data" / "example_seg_fast_force_split.nii.gz").dataobj)
-    for label in (2, 21):  # the demo model is weak (docs/demo_model.md) but finds both targets where they are
+    for label in (2, 21):  # the demo target (docs/demo_model.md): right kidney and bladder, Dice >= 0.8 each
         predicted, target = seg == label, truth == label
-        assert 2 * (predicted & target).sum() / (predicted.sum() + target.sum()) > 0.3, label
+        assert 2 * (predicted & target).sum() / (predicted.sum() + target.sum()) >= 0.8, label
 
 
 def write_dicom_series(nifti: str, folder) -> None:
