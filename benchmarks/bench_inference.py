@@ -106,7 +106,9 @@ def main() -> None:
         for case in CASES:
             cmd = [sys.executable, __file__, "--child", case, "--repeats", str(args.repeats), "--workdir", workdir]
             cmd += ["--threads", str(args.threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+            out = subprocess.run(
+                cmd, capture_output=True, encoding="utf-8", errors="replace", check=True
+            ).stdout.splitlines()[-1]
             r = json.loads(out)
             t = r["times"]
             print(

@@ -109,7 +109,11 @@ def main() -> None:
     print(f"one click, prompt encoder + decoder + upsample to 128^3 + threshold (ms): {summary(click_times, 1000)}")
     for form in ("exact", "padded"):
         cmd = [sys.executable, __file__, "--memory-child", form, "--threads", str(args.threads)]
-        child = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        child = json.loads(
+            subprocess.run(
+                cmd, capture_output=True, encoding="utf-8", errors="replace", check=True
+            ).stdout.splitlines()[-1]
+        )
         print(
             f"peak RSS, {form:6s} encoder pass in a fresh process (MB): {child['peak_after_mb']:.0f} "
             f"(model and input loaded: {child['peak_before_mb']:.0f})"

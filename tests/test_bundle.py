@@ -33,7 +33,13 @@ def test_bundle_license_is_apache():
 
 
 def run_bundle_command(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=BUNDLE, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args],
+        cwd=BUNDLE,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+    )
 
 
 def test_metadata_verifies_against_the_schema(tmp_path):

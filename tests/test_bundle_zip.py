@@ -52,7 +52,7 @@ def run(command: list[str], cwd: Path, bundle: Path | None = None) -> subprocess
     if bundle is not None:
         env["PYTHONPATH"] = str(bundle)
     cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, encoding="utf-8", errors="replace")
 
 
 @pytest.fixture(scope="module")

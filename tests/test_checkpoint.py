@@ -85,7 +85,7 @@ def test_unreadable_files_fail_clearly(tmp_path):
 
 def run_convert(*args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "scripts.networks.checkpoint", "convert", *args]
-    return subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace")
 
 
 def test_convert_command_writes_plain_state_dict(tmp_path, parity_weights):

@@ -284,7 +284,7 @@ def test_ckpt_export_traces_the_image_only_forward(exported, window, eager_embed
     command = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", "models/model.ts"]
     command += ["--ckpt_file", "models/model.pt", "--meta_file", "configs/metadata.json"]
     command += ["--config_file", "configs/inference.json", "--use_trace", "True", "--input_shape", "[1,1,128,128,128]"]
-    done = subprocess.run(command, cwd=copy, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=copy, capture_output=True, encoding="utf-8", errors="replace")
     assert done.returncode == 0, done.stderr[-3000:]
     extra = {"metadata.json": "", "inference.json": ""}
     model = torch.jit.load(str(copy / "models" / "model.ts"), map_location="cpu", _extra_files=extra)

@@ -28,7 +28,7 @@ DEMO = BUNDLE / "sample_data" / "example_ct.nii.gz"
 def run_inference(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json"]
     cmd += ["--output_dir", str(tmp_path / "out"), *overrides]
-    return subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace")
 
 
 def last_line(done: subprocess.CompletedProcess) -> str:
@@ -139,7 +139,7 @@ def test_batch_inference_overlay_segments_a_folder(tmp_path):
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", overlay, "--untrained", "True"]
     cmd += ["--input_dir", str(images), "--prompts_file", str(tmp_path / "prompts.json")]
     cmd += ["--output_dir", str(tmp_path / "out")]
-    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace")
     assert done.returncode == 0, done.stderr[-2000:]
     assert [p.name for p in outputs(tmp_path)] == ["example_ct_sm_seg.nii.gz", "example_mr_sm_seg.nii.gz"]
     for name in ("example_ct_sm", "example_mr_sm"):
@@ -148,7 +148,7 @@ def test_batch_inference_overlay_segments_a_folder(tmp_path):
     prompts["absent.nii.gz"] = prompts.pop("example_ct_sm.nii.gz")
     (tmp_path / "prompts.json").write_text(json.dumps(prompts))
     shutil.rmtree(tmp_path / "out")
-    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace")
     assert done.returncode != 0 and "names absent.nii.gz, which is not in" in last_line(done)
     assert outputs(tmp_path) == []
 

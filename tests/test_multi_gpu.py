@@ -36,7 +36,7 @@ def _torchrun(config_files: list, overrides: dict) -> None:
     files = "[" + ", ".join(f"'{f}'" for f in config_files) + "]"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
     cmd += ["-m", "monai.bundle", "run", "--config_file", files] + cli_args(overrides)
-    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert done.returncode == 0, done.stderr[-5000:]
 
 

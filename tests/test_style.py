@@ -29,7 +29,7 @@ LINTERS = {
 
 @pytest.mark.parametrize("tool", sorted(LINTERS))
 def test_code_is_lint_clean(tool):
-    done = subprocess.run(LINTERS[tool], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(LINTERS[tool], cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace")
     assert done.returncode == 0, f"{tool} found problems:\n{done.stdout}\n{done.stderr}"
 
 

@@ -178,7 +178,12 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     )
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "train.json")]
     proc = subprocess.Popen(
-        cmd + cli_args(overrides), cwd=BUNDLE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        cmd + cli_args(overrides),
+        cwd=BUNDLE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        errors="replace",
     )
     models = tmp_path / "models"
     deadline = time.time() + 300
