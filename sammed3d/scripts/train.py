@@ -22,26 +22,10 @@ import sys
 from collections.abc import Sequence
 
 import fire
-from monai.bundle import ConfigParser
 
-
-def _use_bundle(config_file: str | Sequence[str]) -> None:
-    """Put the SAM-Med3D bundle named by ``bundle_root`` in the hyper-parameters first on ``sys.path``.
-
-    Args:
-        config_file: the template's config file(s), a list or comma-joined paths.
-    """
-    parser = ConfigParser()
-    parser.read_config(config_file)
-    root = parser.get("bundle_root")
-    if not root or not os.path.isfile(os.path.join(str(root), "scripts", "auto3dseg.py")):
-        raise ValueError(f"bundle_root {root!r} in hyper_parameters.yaml is not a SAM-Med3D bundle.")
-    root = os.path.abspath(str(root))
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    loaded = sys.modules.get("scripts")
-    if loaded is not None and not os.path.abspath(str(getattr(loaded, "__file__", ""))).startswith(root):
-        raise RuntimeError(f"another 'scripts' package is already imported ({loaded.__file__}); run from elsewhere.")
+# bundle_link.py sits beside this file; Auto3DSeg loads infer.py by its path, so this folder may not be on sys.path
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bundle_link import use_bundle  # noqa: E402  # isort: skip
 
 
 def run(config_file: str | Sequence[str] = "configs/hyper_parameters.yaml", **override) -> float:
@@ -51,7 +35,7 @@ def run(config_file: str | Sequence[str] = "configs/hyper_parameters.yaml", **ov
         config_file: the template's config file(s).
         override: hyper-parameters to replace, e.g. ``num_epochs=1``.
     """
-    _use_bundle(config_file)
+    use_bundle(config_file)
     from scripts.auto3dseg import load_hyper_parameters, train_fold
 
     return train_fold(load_hyper_parameters(config_file, **override))
