@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -110,11 +112,12 @@ def evaluated(tmp_path_factory) -> Path:
     from test_train_workflow import CASES, CONFIGS, TINY_NET, tiny_overrides
 
     from scripts.networks import SAMMed3D
+    from scripts.networks.checkpoint import save_network
 
     tmp_path = tmp_path_factory.mktemp("evaluate")
     torch.manual_seed(0)
     (tmp_path / "models").mkdir()
-    torch.save(SAMMed3D(**TINY_NET).state_dict(), tmp_path / "models" / "model.pt")
+    save_network(SAMMed3D(**TINY_NET), tmp_path / "models" / "model.pt")  # with its sizes, as training saves it
     wf = ConfigWorkflow(
         config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
         meta_file=str(CONFIGS / "metadata.json"),
@@ -127,3 +130,21 @@ def evaluated(tmp_path_factory) -> Path:
     wf.run()
     wf.finalize()
     return tmp_path
+
+
+def fresh_clone(dest: Path) -> Path:
+    """The repository's files as a fresh clone holds them (tracked, or new and not ignored), copied from the working
+    tree into ``dest``: no venv, no downloaded weights, no outputs of earlier runs."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    for name in sorted({n for n in listed.stdout.decode("utf-8").split("\0") if n}):
+        source = ROOT / name
+        if source.is_file():  # a file deleted in the working tree is not in the clone either
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return dest

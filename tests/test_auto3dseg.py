@@ -23,9 +23,9 @@ import pytest
 import torch
 from conftest import BUNDLE, DATA, ROOT
 
-from scripts.automatic import AutomaticInferer
-from scripts.engines import ClickSimulation
+from scripts.inference import AutomaticInferer
 from scripts.networks import SAMMed3D, load_checkpoint
+from scripts.training import ClickSimulation
 
 TINY = {
     "encoder_embed_dim": 48,

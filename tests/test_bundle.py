@@ -82,4 +82,4 @@ def test_inference_workflow_properties_and_run(tmp_path):
     assert workflow.check_properties() == []
     workflow.run()
     workflow.finalize()
-    assert [p.name for p in tmp_path.iterdir()] == ["example_ct_seg.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["example_ct_objects.json", "example_ct_seg.nii.gz"]

@@ -42,15 +42,9 @@ def version() -> str:
     return json.loads((BUNDLE / "configs" / "metadata.json").read_text())["version"]
 
 
-def run(command: list[str], cwd: Path, bundle: Path | None = None) -> subprocess.CompletedProcess:
-    """A command from ``cwd`` whose ``PYTHONPATH`` is ``bundle`` (or empty): the only ``scripts`` package is its own.
-
-    MONAI evaluates the config's ``$import scripts`` when it parses the config, before ``run`` puts ``bundle_root``
-    on ``sys.path``; from another folder the bundle must be on ``PYTHONPATH``, as the zoo's templates set it.
-    """
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """A command from ``cwd`` with no ``PYTHONPATH`` (the configs put ``bundle_root`` on the path themselves)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if bundle is not None:
-        env["PYTHONPATH"] = str(bundle)
     cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, encoding="utf-8", errors="replace")
 
@@ -123,7 +117,7 @@ def test_installed_copy_runs_from_another_folder(installed, tmp_path):
     request = {"image": write_image(tmp_path / "small.nii.gz"), "points": [[30, 25, 20]], "point_labels": [1]}
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(installed / "configs/inference.json")]
     command += ["--bundle_root", str(installed), "--untrained", "True", "--output_dir", str(tmp_path / "out")]
-    done = run([*command, "--input_dict", repr(request)], cwd=tmp_path / "elsewhere", bundle=installed)
+    done = run([*command, "--input_dict", repr(request)], cwd=tmp_path / "elsewhere")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "UNTRAINED" in done.stdout + done.stderr
     written = nib.load(str(tmp_path / "out" / "small_seg.nii.gz"))

@@ -102,9 +102,21 @@ def test_convert_command_writes_plain_state_dict(tmp_path, parity_weights):
 
 
 def test_convert_refuses_wrong_checkpoint_and_writes_nothing(tmp_path, small_state):
-    src, dst = tmp_path / "small.pth", tmp_path / "model.pt"
-    torch.save(small_state, src)
+    """Any SAM-Med3D size converts (the network is sized to the weights); a key set that fits none is refused."""
+    state = dict(small_state)
+    del state["mask_decoder.iou_token.weight"]
+    state["image_encoder.extra.weight"] = torch.zeros(1)
+    src, dst = tmp_path / "broken.pth", tmp_path / "model.pt"
+    torch.save({"model_state_dict": state}, src)
     done = run_convert(str(src), str(dst))
     assert done.returncode != 0
-    assert "does not match the network" in done.stderr
+    assert "does not match the network" in done.stderr and "mask_decoder.iou_token.weight" in done.stderr
     assert not dst.exists() and list(tmp_path.iterdir()) == [src]
+
+
+def test_convert_sizes_the_network_to_the_weights(tmp_path, small_state):
+    src, dst = tmp_path / "small.pth", tmp_path / "model.pt"
+    torch.save({"model_state_dict": small_state, "epoch": 3}, src)
+    done = run_convert(str(src), str(dst))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_loaded(load_checkpoint(SAMMed3D(**SMALL), dst), small_state)

@@ -47,9 +47,9 @@ def test_reports_cover_every_case_class_and_click(evaluated):
 
 def test_dice_is_computed_on_the_original_grid(evaluated):
     """Replay one curve with the same simulation and check the reported Dice against the original-grid label."""
-    from scripts.inferer import ClickWindowInferer
+    from scripts.evaluation import simulate_clicks
+    from scripts.inference import ClickWindowInferer
     from scripts.networks import SAMMed3D, load_checkpoint
-    from scripts.simulation import simulate_clicks
 
     load = LoadImage(image_only=True, ensure_channel_first=True, dtype=None)
     image, label = load(CASES[0]["image"]), load(CASES[0]["label"])

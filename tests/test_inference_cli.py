@@ -36,8 +36,8 @@ def last_line(done: subprocess.CompletedProcess) -> str:
     return done.stderr.strip().splitlines()[-1]
 
 
-def outputs(tmp_path) -> list:
-    return sorted((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else []
+def outputs(tmp_path, pattern: str = "*") -> list:
+    return sorted((tmp_path / "out").glob(pattern)) if (tmp_path / "out").exists() else []
 
 
 def test_demo_request_writes_a_label_map_on_the_original_grid(tmp_path):
@@ -45,8 +45,14 @@ def test_demo_request_writes_a_label_map_on_the_original_grid(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "UNTRAINED" in done.stdout + done.stderr
     written = outputs(tmp_path)
-    assert [p.name for p in written] == ["example_ct_seg.nii.gz"]
-    demo, seg = nib.load(DEMO), nib.load(written[0])
+    assert [p.name for p in written] == ["example_ct_objects.json", "example_ct_seg.nii.gz"]
+    demo, seg = nib.load(DEMO), nib.load(written[1])
+    report = json.loads(written[0].read_text())["objects"]
+    assert [(o["name"], o["label"]) for o in report] == [("kidney_right", 2), ("urinary_bladder", 21)]
+    labels = np.asarray(seg.dataobj)
+    # the later object is painted over the earlier one where they overlap
+    assert report[1]["voxels"] == int((labels == 21).sum()) and report[0]["voxels"] >= int((labels == 2).sum())
+    assert all(1 <= o["windows"] <= 8 and isinstance(o["iou"], float) for o in report)
     assert seg.shape == demo.shape and seg.get_data_dtype() == np.uint8
     np.testing.assert_allclose(seg.affine, demo.affine, atol=1e-5)
     assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 2, 21}
@@ -97,9 +103,8 @@ def test_click_outside_the_image_fails_without_output(tmp_path):
     request = f"{{'image': '{DEMO}', 'points': [[5, 5, 500]], 'point_labels': [1]}}"
     done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request)
     assert done.returncode != 0
-    assert last_line(done).startswith("error: ") and "lies outside the image of shape (122, 101, 112)" in last_line(
-        done
-    )
+    assert last_line(done).startswith("error: object 'object': click [5.0, 5.0, 500.0] (voxel indices) lies outside")
+    assert last_line(done).endswith("along each axis of the image's shape (122, 101, 112).")
     assert outputs(tmp_path) == []
 
 
@@ -141,7 +146,13 @@ def test_batch_inference_overlay_segments_a_folder(tmp_path):
     cmd += ["--output_dir", str(tmp_path / "out")]
     done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert [p.name for p in outputs(tmp_path)] == ["example_ct_sm_seg.nii.gz", "example_mr_sm_seg.nii.gz"]
+    names = [p.name for p in outputs(tmp_path)]
+    assert names == [
+        "example_ct_sm_objects.json",
+        "example_ct_sm_seg.nii.gz",
+        "example_mr_sm_objects.json",
+        "example_mr_sm_seg.nii.gz",
+    ]
     for name in ("example_ct_sm", "example_mr_sm"):
         assert nib.load(tmp_path / "out" / f"{name}_seg.nii.gz").shape == nib.load(images / f"{name}.nii.gz").shape
 
@@ -215,7 +226,7 @@ def test_a_dicom_series_folder_gives_the_nifti_result(tmp_path):
         request = {"image": str(image), "points": [click], "point_labels": [1], "label": 2}
         done = run_inference(tmp_path / name, "--input_dict", repr(request))
         assert done.returncode == 0, done.stderr[-2000:]
-        (written,) = outputs(tmp_path / name)
+        (written,) = outputs(tmp_path / name, "*_seg.nii.gz")
         results[name] = nib.load(written)
     assert results["dicom"].shape == results["nifti"].shape == truth.shape
     np.testing.assert_allclose(results["dicom"].affine, results["nifti"].affine, atol=1e-4)
@@ -247,5 +258,5 @@ def test_a_top_level_label_value_names_the_object(tmp_path):
     request = f"{{'image': '{DEMO}', 'points': [[86, 43, 74]], 'point_labels': [1], 'label': 7}}"
     done = run_inference(tmp_path, "--input_dict", request)
     assert done.returncode == 0, done.stderr[-2000:]
-    (written,) = outputs(tmp_path)
+    (written,) = outputs(tmp_path, "*_seg.nii.gz")
     assert set(np.unique(np.asarray(nib.load(written).dataobj))) == {0, 7}

@@ -19,11 +19,11 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import BUNDLE
-from test_train_workflow import CASES, CONFIGS, cli_args, tiny_overrides
+from test_train_workflow import CASES, CONFIGS, TINY_NET, cli_args, tiny_overrides
 
 SAVE = (
     "$torch.save({k: v.detach().clone() for k, v in @network.state_dict().items()}, "
@@ -32,11 +32,14 @@ SAVE = (
 
 
 def _torchrun(config_files: list, overrides: dict) -> None:
-    """``monai.bundle run`` of ``config_files`` (train.json first) with ``overrides`` on two gloo ranks."""
+    """``monai.bundle run`` of ``config_files`` (train.json first) with ``overrides`` on two gloo ranks, started from a
+    folder outside the bundle (``bundle_root`` is in the overrides)."""
     files = "[" + ", ".join(f"'{f}'" for f in config_files) + "]"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
     cmd += ["-m", "monai.bundle", "run", "--config_file", files] + cli_args(overrides)
-    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
+    elsewhere = Path(overrides["output_dir"]).parent / "elsewhere"
+    elsewhere.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(cmd, cwd=elsewhere, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert done.returncode == 0, done.stderr[-5000:]
 
 
@@ -75,7 +78,9 @@ def test_ddp_step_keeps_both_ranks_identical(tmp_path):
     assert not _same(p["start0"], p["end0"]), "one optimizer step changed the parameters"
     assert _same(p["end0"], p["end1"]), "after a step on different data both ranks hold the same parameters"
     assert (tmp_path / "models" / "model.pt").is_file()  # rank 0 saved
-    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    saved = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert saved["network_config"]["encoder_embed_dim"] == TINY_NET["encoder_embed_dim"]  # the sizes travel along
+    state = saved["model_state_dict"]
     assert not any(k.startswith(("module.", "network.")) for k in state)
     assert _same(state, p["end0"])
 

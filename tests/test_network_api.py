@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
@@ -134,7 +132,6 @@ def test_decoder_rejects_bad_mask_prompt(small_model):
         small_model.prompt_encoder(points=None, boxes=torch.zeros(1, 6))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("medim") is None, reason="the oracle package medim is not installed")
 def test_matches_medim_reference_on_random_weights():
     """The reference package (a test-only oracle) and our modules agree on its own random weights and inputs."""
     from medim.models.sam_med3d import build_sam3D_vit_b_ori

@@ -19,8 +19,8 @@ from conftest import DATA, REFERENCE
 from monai.data import MetaTensor
 from monai.transforms import LoadImage
 
-from scripts.pasteback import paste_back
-from scripts.preprocessing import (
+from scripts.evaluation import sample_first_click
+from scripts.geometry import (
     ROI_SIZE,
     corner_aligned_grid,
     crop_or_pad_params,
@@ -30,11 +30,11 @@ from scripts.preprocessing import (
     map_points,
     nearest_voxel,
     original_to_roi,
+    paste_back,
     reference_preprocess,
     reorient_to_ras,
     resample_to_spacing,
     roi_to_original,
-    sample_first_click,
     window_start,
     z_normalize,
 )
@@ -326,7 +326,8 @@ def test_torchio_oracle_on_real_volume(volume, cls, max_diff, volumes):
     interpolation lands on either side with floating-point noise; on the MRI a few hundred voxels of 1.7 M differ
     by one raw unit (< 0.01 after normalisation), on the CT none.
     """
-    tio = pytest.importorskip("torchio")
+    import torchio as tio  # requirements-dev.txt: an oracle that must be there, never skipped
+
     image_file, label_file, _ = VOLUMES[volume]
     subject = tio.Subject(image=tio.ScalarImage(TOTALSEG / image_file), label=tio.LabelMap(TOTALSEG / label_file))
     subject.label.set_data((subject.label.data == cls).to(subject.label.data.dtype))
@@ -352,7 +353,8 @@ def test_torchio_oracle_on_real_volume(volume, cls, max_diff, volumes):
 @pytest.mark.parametrize("size", [(8, 7, 12), (5, 6, 9)])
 def test_window_placement_matches_torchio_crop_or_pad(size):
     """Random masks, even and odd window sizes, windows inside and across the image border."""
-    tio = pytest.importorskip("torchio")
+    import torchio as tio  # requirements-dev.txt: an oracle that must be there, never skipped
+
     rng = np.random.RandomState(0)
     for _ in range(25):
         mask = np.zeros((11, 9, 6), np.uint8)

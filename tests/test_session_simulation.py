@@ -43,7 +43,7 @@ def kidney_case():
 def test_session_click_undo_reset(kidney_case):
     image, kidney = kidney_case
     oracle = CountingOracle()
-    session = InteractiveSession(oracle, image, ORACLE)
+    session = InteractiveSession(oracle, image, inferer=ORACLE)
     click = deepest_voxel(kidney)
     first = session.click(click)
     assert first.shape == kidney.shape and dice(first, kidney) >= 0.999
@@ -62,8 +62,8 @@ def test_session_click_undo_reset(kidney_case):
 
 def test_session_refuses_bad_clicks(kidney_case):
     image, kidney = kidney_case
-    session = InteractiveSession(OracleNetwork(), image, ORACLE)
-    with pytest.raises(ValueError, match="only negative clicks"):
+    session = InteractiveSession(OracleNetwork(), image, inferer=ORACLE)
+    with pytest.raises(ValueError, match="first click on an object must be positive"):
         session.click(deepest_voxel(kidney), positive=False)
     with pytest.raises(ValueError, match="lies outside the image"):
         session.click([0, 0, 99])
@@ -71,7 +71,7 @@ def test_session_refuses_bad_clicks(kidney_case):
 
 
 def test_session_accepts_a_path():
-    session = InteractiveSession(OracleNetwork(), str(MR[0]), ORACLE)
+    session = InteractiveSession(OracleNetwork(), str(MR[0]), inferer=ORACLE)
     assert tuple(session.image.shape[1:]) == (117, 91, 20)
 
 

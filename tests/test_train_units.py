@@ -24,13 +24,20 @@ from conftest import BUNDLE, DATA
 from monai.data import MetaTensor
 from monai.transforms import LoadImage
 
-from scripts.click_sampling import sample_error_clicks
-from scripts.datalist import load_datalist, prepare_datalist, split_datalist
-from scripts.engines import ClickSimulation, RoundsLoss, initial_network, param_groups
-from scripts.metrics import curve_auc, dice_score, summarise, surface_dice, write_reports
+from scripts.evaluation import curve_auc, dice_score, summarise, surface_dice, write_reports
+from scripts.geometry import reference_preprocess, reorient_to_ras, resample_to_spacing
 from scripts.networks import SAMMed3D
-from scripts.preprocessing import reference_preprocess, reorient_to_ras, resample_to_spacing
-from scripts.train_transforms import RandClassWindowd
+from scripts.training import (
+    ClickSimulation,
+    RandClassWindowd,
+    RoundsLoss,
+    initial_network,
+    load_datalist,
+    param_groups,
+    prepare_datalist,
+    sample_error_clicks,
+    split_datalist,
+)
 
 TS = DATA / "totalsegmentator"
 TINY = dict(

@@ -98,13 +98,19 @@ def test_one_epoch_with_validation_checkpoints_and_tensorboard(tmp_path):
     assert set(state) == {"network", "optimizer", "lr_scheduler", "trainer"}  # no scaler on CPU (no AMP)
     assert state["trainer"]["iteration"] == 1 and state["optimizer"]["state"]  # a step was taken
     assert len(state["optimizer"]["param_groups"]) == 2
-    plain = torch.load(models / "model.pt", weights_only=True)
+    saved = torch.load(models / "model.pt", weights_only=True)  # the official container's layout, plus the sizes
+    assert set(saved) == {"model_state_dict", "network_config"}
+    assert saved["network_config"]["decoder_num_heads"] == TINY_NET["decoder_num_heads"]
+    plain = saved["model_state_dict"]
     assert not any(k.startswith(("module.", "network.")) for k in plain)
     # the warm-up starts above zero (warmup_multiplier), so the first step already moves the weights
     assert not all(torch.equal(plain[k], start[k]) for k in start)
     from scripts.networks import SAMMed3D, load_checkpoint
 
     load_checkpoint(SAMMed3D(**TINY_NET), models / "model.pt")  # the bundle's strict loader takes it
+    from scripts import load_network
+
+    assert load_network(models).config == SAMMed3D(**TINY_NET).config  # and the one call rebuilds its sizes
     assert 0.0 <= wf.parser.get_parsed_content("validate#evaluator").state.metrics["val_dice_final"] <= 1.0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -128,7 +134,7 @@ def test_one_epoch_with_validation_checkpoints_and_tensorboard(tmp_path):
 
 
 def test_amp_scaler_is_checkpointed_when_used(tmp_path):
-    from scripts.engines import checkpoint_objects
+    from scripts.training import checkpoint_objects
 
     class FakeTrainer:
         scaler = torch.amp.GradScaler("cpu")
@@ -179,7 +185,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "train.json")]
     proc = subprocess.Popen(
         cmd + cli_args(overrides),
-        cwd=BUNDLE,
+        cwd=tmp_path,  # outside the bundle: bundle_root is in the overrides
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         encoding="utf-8",

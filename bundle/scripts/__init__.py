@@ -8,16 +8,27 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Python that MONAI lacks for the SAM-Med3D bundle; configs reference it as ``scripts.<name>``."""
+"""Python that MONAI lacks for the SAM-Med3D bundle; configs reference it through the ``scripts`` config id.
 
-from .automatic import AutomaticInferer
-from .batch import batch_requests
-from .errors import exit_on_user_error
-from .evaluator import PromptedEvaluator
-from .inferer import ClickWindowInferer
-from .prompts import ObjectPrompt, normalise_request, parse_request_prompts
-from .session import InteractiveSession
-from .simulation import simulate_clicks
-from .weights import find_weights, load_weights, network_kwargs
-from .windows import PreparedImage
-from .writer import AtomicSaveImage
+Sub-packages by role: ``networks`` (the model, tensors only), ``geometry`` (grids, resampling, windows,
+paste-back), ``inference`` (prompts, the one interactive path ``ObjectTrack`` and its front ends), ``training``,
+``evaluation``; ``weights.load_network`` is the one call that gives a ready network from a bundle folder.
+"""
+
+from . import evaluation, geometry, inference, networks, training  # the roles, as configs name them
+from .errors import exit_on_user_error, one_line_errors
+from .evaluation import simulate_clicks
+from .inference import (
+    AtomicSaveImage,
+    AutomaticInferer,
+    ClickWindowInferer,
+    InteractiveSession,
+    ObjectPrompt,
+    ObjectTrack,
+    PreparedImage,
+    PromptedEvaluator,
+    batch_requests,
+    normalise_request,
+    parse_request_prompts,
+)
+from .weights import find_weights, load_network

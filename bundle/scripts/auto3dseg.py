@@ -34,19 +34,12 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import LoadImage
 
-from .automatic import AutomaticInferer
-from .networks import SAMMed3D, load_checkpoint
-from .prompts import parse_request_prompts
+from .evaluation.metrics import dice_score
+from .inference.automatic import AutomaticInferer
+from .inference.prompts import parse_request_prompts
+from .weights import load_network
 
-__all__ = [
-    "load_hyper_parameters",
-    "parse_list",
-    "network_from",
-    "train_fold",
-    "validate_fold",
-    "AutomaticPredictor",
-    "model_path",
-]
+__all__ = ["load_hyper_parameters", "parse_list", "train_fold", "validate_fold", "AutomaticPredictor", "model_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,16 +95,6 @@ def model_path(hp: Mapping) -> Path:
         hp: the hyper-parameters.
     """
     return Path(hp["output_path"]) / "model" / "model.pt"
-
-
-def network_from(hp: Mapping) -> SAMMed3D:
-    """The SAM-Med3D network of the hyper-parameters (``network`` sizes, ``roi_size``, ``num_class_prompts``).
-
-    Args:
-        hp: the hyper-parameters.
-    """
-    sizes = dict(hp.get("network") or {})
-    return SAMMed3D(img_size=int(hp["roi_size"][0]), num_class_prompts=int(hp["num_class_prompts"]), **sizes)
 
 
 def _device(hp: Mapping) -> torch.device:
@@ -180,9 +163,7 @@ class AutomaticPredictor:
         self.hp = normalise(hp)
         self.device = _device(self.hp)
         self.class_ids = list(self.hp["class_ids"])
-        self.network = network_from(self.hp)
-        load_checkpoint(self.network, weights or model_path(self.hp))
-        self.network.to(self.device).eval()
+        self.network = load_network(weights=weights or model_path(self.hp), device=self.device)
         self.inferer = AutomaticInferer(
             spacing=self.hp["target_spacing"], roi_size=self.hp["roi_size"], overlap=float(self.hp.get("overlap", 0.25))
         )
@@ -203,11 +184,6 @@ class AutomaticPredictor:
             return self.inferer(image, self.network, self.class_ids, objects)
 
 
-def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    total = prediction.sum() + truth.sum()
-    return float(2.0 * np.logical_and(prediction, truth).sum() / total) if total else 1.0
-
-
 def validate_fold(hp: Mapping, items: Sequence[Mapping] | None = None) -> float:
     """Mean Dice (over cases and classes, automatic mode, threshold ``infer_threshold``) of the fold's validation
     items; appends ``{"best_avg_dice_score", "epoch"}`` to ``<output_path>/progress.yaml`` for ``get_score``.
@@ -225,8 +201,9 @@ def validate_fold(hp: Mapping, items: Sequence[Mapping] | None = None) -> float:
         probabilities = predictor.infer({"image": item["image"]}).as_tensor().numpy()
         truth = np.asarray(LoadImage(image_only=True)(item["label"]))
         for channel, class_id in enumerate(predictor.class_ids):
-            scores.append(_dice(probabilities[channel] > threshold, truth == class_id))
-    score = float(np.mean(scores)) if scores else 0.0
+            scores.append(dice_score(probabilities[channel] > threshold, truth == class_id))
+    finite = [v for v in scores if not np.isnan(v)]  # a class absent from a case and not predicted: no score
+    score = float(np.mean(finite)) if finite else 0.0
     progress = Path(hp["output_path"]) / "progress.yaml"
     records = ConfigParser.load_config_file(str(progress)) if progress.is_file() else []
     records = list(records or []) + [{"best_avg_dice_score": score, "epoch": int(hp["num_epochs"])}]

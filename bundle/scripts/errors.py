@@ -13,12 +13,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from nibabel.filebasedimages import ImageFileError
 
-__all__ = ["USER_ERRORS", "user_error", "exit_on_user_error"]
+__all__ = ["USER_ERRORS", "user_error", "exit_on_user_error", "one_line_errors"]
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImageFileError)
 """What bad input raises (wrong prompts or shapes, missing or unreadable files, an existing output, no weights)."""
@@ -53,3 +54,21 @@ def exit_on_user_error(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
             raise
         logger.debug("user error", exc_info=True)
         raise SystemExit(f"error: {cause}") from None
+
+
+def _one_line_hook(kind: type[BaseException], error: BaseException, traceback) -> None:
+    cause = user_error(error)
+    if cause is None:
+        sys.__excepthook__(kind, error, traceback)
+        return
+    logger.debug("user error", exc_info=(kind, error, traceback))
+    print(f"error: {cause}", file=sys.stderr, flush=True)
+
+
+def one_line_errors() -> None:
+    """From now on, a user error that ends the process prints one ``error: <message>`` line (exit status 1).
+
+    Configs call it first in ``initialize``, so that a bad request, file or checkpoint ends any bundle run
+    (``monai.bundle run``, ``torchrun``) with one line wherever it is raised, while other errors keep their traceback.
+    """
+    sys.excepthook = _one_line_hook

@@ -8,45 +8,55 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Where the bundle finds its weights, and the message when there are none."""
+"""The one call that gives a ready network from a bundle: find the weights, size the network to them, load strictly.
+
+Every entry point uses :func:`load_network`: ``inference.json`` and its overlays, the session, evaluation, export,
+``convert``, the Auto3DSeg template and the MONAI Label app. The log names the file, its size and its modification
+time, so a stray ``model.pt`` is visible.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from .networks.checkpoint import load_checkpoint
+from .networks import SAMMed3D
+from .networks.checkpoint import check_state_dict, network_config, read_checkpoint
 
-__all__ = ["WEIGHT_FILES", "DEMO_WEIGHTS", "DEMO_NETWORK", "find_weights", "network_kwargs", "load_weights"]
-
-WEIGHT_FILES = ("model.pt", "sam_med3d_turbo.pth", "demo_model.pt")
-"""Looked for in ``models/`` in this order: a converted or trained state_dict, the official checkpoint, and last the
-small demo model shipped in git (``docs/demo_model.md``)."""
-DEMO_WEIGHTS = "demo_model.pt"
-DEMO_NETWORK = {
-    "encoder_embed_dim": 96,
-    "encoder_depth": 4,
-    "encoder_num_heads": 4,
-    "encoder_global_attn_indexes": (3,),
-    "prompt_embed_dim": 96,
-    "decoder_num_heads": 4,
-    "decoder_mlp_dim": 384,
-}
-"""``SAMMed3D`` sizes of the demo model (the released checkpoints use the defaults)."""
+__all__ = [
+    "WEIGHT_FILES",
+    "DEMO_WEIGHTS",
+    "find_weights",
+    "network_kwargs",
+    "describe_weights",
+    "load_network",
+    "load_weights",
+]
 
 logger = logging.getLogger(__name__)
 
+WEIGHT_FILES = ("model.pt", "sam_med3d_turbo.pth", "demo_model.pt")
+"""Looked for in the weights folder in this order: the zoo's ``model.pt`` (what ``download_large_files`` writes, or a
+converted or trained state_dict), the official checkpoint under its released name, and last the small demo model shipped
+in git (``docs/demo_model.md``)."""
+DEMO_WEIGHTS = "demo_model.pt"
+"""File name of the demo model."""
 
-def find_weights(ckpt_dir: str) -> Path:
+
+def find_weights(ckpt_dir: str | os.PathLike) -> Path:
     """The first of :data:`WEIGHT_FILES` present in ``ckpt_dir``.
 
     Args:
         ckpt_dir: the bundle's ``models`` folder.
 
     Raises:
-        FileNotFoundError: with the commands that fetch the official weights.
+        FileNotFoundError: with the commands that fetch the released weights.
     """
     for name in WEIGHT_FILES:
         path = Path(ckpt_dir) / name
@@ -54,43 +64,102 @@ def find_weights(ckpt_dir: str) -> Path:
             return path
     raise FileNotFoundError(
         f"no weights in {ckpt_dir} (looked for {', '.join(WEIGHT_FILES)}): run "
-        "`python -m monai.bundle download_large_files --bundle_path .` in the bundle folder to fetch "
-        "sam_med3d_turbo.pth (see large_files.yml), or pass --ckpt_dir <folder with model.pt>."
+        "`python -m monai.bundle download_large_files --bundle_path <bundle>` to fetch the released weights (see "
+        "large_files.yml), or pass --ckpt_dir <folder with model.pt>."
     )
 
 
-def network_kwargs(ckpt_dir: str) -> dict:
-    """``SAMMed3D`` sizes for the weights that :func:`find_weights` picks: the demo's, or the defaults.
+def describe_weights(path: str | os.PathLike) -> str:
+    """``<path> (<size> MB, modified <local time>)``, how the log names a weights file."""
+    stat = Path(path).stat()
+    modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(stat.st_mtime))
+    return f"{path} ({stat.st_size / 1e6:.1f} MB, modified {modified})"
+
+
+def load_network(
+    ckpt_dir: str | os.PathLike = "models",
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    untrained: bool = False,
+    **overrides,
+) -> SAMMed3D:
+    """A ready SAM-Med3D: the weights :func:`find_weights` picks (or ``weights``), a network sized to them, loaded
+    strictly, in eval mode, on ``device``.
 
     Args:
-        ckpt_dir: the bundle's ``models`` folder.
+        ckpt_dir: the folder searched for :data:`WEIGHT_FILES` (a bundle's ``models``).
+        weights: a weights file to use instead of searching (official container, plain or DDP state_dict).
+        device: where to put the network (default: CPU).
+        untrained: return an untrained full-size network instead (pipeline smoke runs: its masks are meaningless).
+        overrides: ``SAMMed3D`` arguments that replace those read from the weights (e.g. ``decoder_num_heads``).
+
+    Raises:
+        FileNotFoundError: no weights (the message says how to get them).
+        ValueError: the file is not a readable SAM-Med3D checkpoint, or does not fit the network (missing and
+            unexpected keys named).
+    """
+    if untrained:
+        logger.warning("UNTRAINED network (untrained=True): the pipeline runs, but its masks are meaningless.")
+        network = SAMMed3D(**overrides)
+    else:
+        path = Path(weights) if weights else find_weights(ckpt_dir)
+        state, stored = read_checkpoint(path)
+        config = {**network_config(state), **(stored or {}), **overrides}
+        network = SAMMed3D(**config)
+        check_state_dict(network, state, source=str(path))
+        network.load_state_dict(state, strict=True)
+        if path.name == DEMO_WEIGHTS:
+            logger.warning(
+                f"DEMO model ({path}): a small SAM-Med3D trained on one CT on a CPU, for trying the pipeline; fetch the "
+                "released weights for real use (python -m monai.bundle download_large_files --bundle_path <bundle>)."
+            )
+        sizes = "the released sizes" if _is_released_size(config) else _sizes(config)
+        logger.info(f"weights: {describe_weights(path)}; network: {sizes}")
+    return network.to(device or "cpu").eval()
+
+
+def network_kwargs(ckpt_dir: str | os.PathLike) -> dict:
+    """``SAMMed3D`` sizes of the weights :func:`find_weights` picks in ``ckpt_dir`` (empty when there are none).
+
+    Args:
+        ckpt_dir: the folder searched for :data:`WEIGHT_FILES`.
     """
     try:
-        demo = find_weights(ckpt_dir).name == DEMO_WEIGHTS
-    except FileNotFoundError:  # reported by load_weights, with what to do
-        demo = False
-    return dict(DEMO_NETWORK) if demo else {}
+        state, stored = read_checkpoint(find_weights(ckpt_dir))
+        return {**network_config(state), **(stored or {})}
+    except FileNotFoundError:  # reported by load_network, with what to do
+        return {}
 
 
-def load_weights(network: torch.nn.Module, ckpt_dir: str, untrained: bool = False) -> torch.nn.Module:
-    """Load the bundle's weights strictly into ``network``, or leave it untrained when explicitly asked.
+def load_weights(network: SAMMed3D, ckpt_dir: str | os.PathLike, untrained: bool = False) -> SAMMed3D:
+    """Load the weights :func:`find_weights` picks strictly into a network built by the caller.
+
+    Prefer :func:`load_network`, which also sizes the network to the weights.
 
     Args:
         network: the network to fill.
-        ckpt_dir: the bundle's ``models`` folder.
-        untrained: keep the random initialisation (pipeline smoke runs only: the masks are meaningless).
-
-    Returns:
-        ``network``.
+        ckpt_dir: the folder searched for :data:`WEIGHT_FILES`.
+        untrained: keep the network's initialisation (pipeline smoke runs only).
     """
     if untrained:
         logger.warning("UNTRAINED network (untrained=True): the pipeline runs, but its masks are meaningless.")
         return network
     path = find_weights(ckpt_dir)
-    if path.name == DEMO_WEIGHTS:
-        logger.warning(
-            f"DEMO model ({path}): a small SAM-Med3D trained on one CT on a CPU, for trying the pipeline; fetch the "
-            "released weights for real use (python -m monai.bundle download_large_files --bundle_path .)."
-        )
-    logger.info(f"loading weights from {path}")
-    return load_checkpoint(network, path)
+    state, _ = read_checkpoint(path)
+    check_state_dict(network, state, source=str(path))
+    network.load_state_dict(state, strict=True)
+    logger.info(f"weights: {describe_weights(path)}")
+    return network
+
+
+def _is_released_size(config: Mapping) -> bool:
+    defaults = inspect.signature(SAMMed3D).parameters
+    return all(
+        tuple(v) == tuple(defaults[k].default) if isinstance(v, tuple) else v == defaults[k].default
+        for k, v in config.items()
+    )
+
+
+def _sizes(config: Mapping) -> str:
+    keys = ("encoder_embed_dim", "encoder_depth", "prompt_embed_dim", "num_class_prompts")
+    return ", ".join(f"{k} {config[k]}" for k in keys)

@@ -66,7 +66,7 @@ def run(config_file: str | Sequence[str] = "configs/hyper_parameters.yaml", **ov
     from monai.auto3dseg.utils import datafold_read
     from monai.transforms import SaveImage
 
-    from scripts.automatic import probabilities_to_labels
+    from scripts.inference import probabilities_to_labels
 
     hp = infer.hp
     items, _ = datafold_read(hp["data_list_file_path"], basedir=hp["data_file_base_dir"], fold=-1, key="testing")

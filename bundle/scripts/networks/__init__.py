@@ -15,3 +15,4 @@ from .image_encoder import ImageEncoderViT3D
 from .mask_decoder import MaskDecoder3D
 from .prompt_encoder import PromptEncoder3D
 from .sam_med3d import SAMMed3D
+from .torchscript import TorchScriptSAMMed3D, check_exported

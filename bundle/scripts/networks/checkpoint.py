@@ -17,22 +17,42 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["read_state_dict", "check_state_dict", "load_checkpoint", "convert"]
+__all__ = [
+    "NETWORK_CONFIG_KEY",
+    "DECODER_HEADS",
+    "read_state_dict",
+    "read_checkpoint",
+    "network_config",
+    "save_network",
+    "check_state_dict",
+    "load_checkpoint",
+    "convert",
+]
+
+NETWORK_CONFIG_KEY = "network_config"
+"""Key of the network's sizes in a container written by :func:`save_network` (beside ``model_state_dict``)."""
+DECODER_HEADS = {384: 8, 96: 4}
+"""Decoder attention heads by decoder width (the released and demo models): the only size the weights do not show."""
+
+_BLOCK = re.compile(r"image_encoder\.blocks\.(\d+)\.")
+_LAYER = re.compile(r"mask_decoder\.transformer\.layers\.(\d+)\.")
 
 _LISTED = 8  # keys named per category in an error message
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint with ``weights_only=True`` and return its plain state_dict.
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """Read a checkpoint with ``weights_only=True``: its plain state_dict and the network sizes stored with it.
 
-    Accepts the official container (``{"model_state_dict": ..., <other keys ignored>}``), a plain state_dict and one
-    saved from a DDP-wrapped model (every key prefixed with ``module.``).
+    Accepts the official container (``{"model_state_dict": ..., <other keys ignored>}``), the same with the sizes
+    (``network_config``, written by :func:`save_network`), a plain state_dict and one saved from a DDP-wrapped model
+    (every key prefixed with ``module.``). The sizes are ``None`` where the file holds none.
 
     Args:
         path: the checkpoint file.
@@ -49,7 +69,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path} is not a readable PyTorch checkpoint (weights_only=True): {first_line}") from e
+    config = None
     if isinstance(obj, Mapping) and isinstance(obj.get("model_state_dict"), Mapping):
+        if isinstance(obj.get(NETWORK_CONFIG_KEY), Mapping):
+            config = dict(obj[NETWORK_CONFIG_KEY])
         obj = obj["model_state_dict"]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(
@@ -59,7 +82,78 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     state = dict(obj)
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
+    return state, config
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The plain state_dict of a checkpoint (see :func:`read_checkpoint`).
+
+    Args:
+        path: the checkpoint file.
+    """
+    return read_checkpoint(path)[0]
+
+
+def network_config(state: Mapping[str, torch.Tensor]) -> dict:
+    """``SAMMed3D`` keyword arguments that fit a state_dict, read from its keys and shapes.
+
+    Every size shows in the shapes except the decoder's attention heads, taken from :data:`DECODER_HEADS` (8 for
+    any other width); files written by ``networks.checkpoint.save_network`` (training) store them, and
+    :func:`load_network` reads them from there.
+
+    Args:
+        state: a SAM-Med3D state_dict.
+
+    Raises:
+        ValueError: if the state_dict is not a SAM-Med3D one.
+    """
+    try:
+        patch = state["image_encoder.patch_embed.proj.weight"]
+        grid = state["image_encoder.pos_embed"].shape[1]
+        blocks = sorted({int(m.group(1)) for k in state if (m := _BLOCK.match(k))})
+        rel_pos = [state[f"image_encoder.blocks.{b}.attn.rel_pos_d"] for b in blocks]
+        decoder_dim = int(state["image_encoder.neck.0.weight"].shape[0])
+        layers = {int(m.group(1)) for k in state if (m := _LAYER.match(k))}
+        mlp_dim = int(state["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0])
+    except (KeyError, IndexError, AttributeError) as e:
+        raise ValueError(f"not a SAM-Med3D state_dict (no {e} key): use a SAM-Med3D checkpoint.") from None
+    embed_dim, patch_size = int(patch.shape[0]), int(patch.shape[2])
+    global_blocks = [b for b, r in zip(blocks, rel_pos) if r.shape[0] == 2 * grid - 1]
+    windowed = [r.shape[0] for r in rel_pos if r.shape[0] != 2 * grid - 1]
+    class_rows = state.get("prompt_encoder.class_embeddings.weight")
+    config = {
+        "img_size": int(grid * patch_size),
+        "patch_size": patch_size,
+        "encoder_embed_dim": embed_dim,
+        "encoder_depth": len(blocks),
+        "encoder_num_heads": embed_dim // int(rel_pos[0].shape[1]),
+        "encoder_global_attn_indexes": tuple(global_blocks),
+        "prompt_embed_dim": decoder_dim,
+        "decoder_depth": len(layers),
+        "decoder_num_heads": DECODER_HEADS.get(decoder_dim, 8),
+        "decoder_mlp_dim": mlp_dim,
+        "num_class_prompts": 0 if class_rows is None else int(class_rows.shape[0]),
+    }
+    if windowed:
+        config["window_size"] = (int(windowed[0]) + 1) // 2
+    return config
+
+
+def save_network(network: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``{"model_state_dict": ..., "network_config": network.config}`` atomically, the official container's
+    layout plus the sizes, so that :func:`scripts.load_network` rebuilds any size exactly (the decoder's attention
+    heads do not show in the weights).
+
+    Args:
+        network: a ``SAMMed3D`` (its ``config`` holds its sizes).
+        path: the file to write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    torch.save({"model_state_dict": network.state_dict(), NETWORK_CONFIG_KEY: dict(network.config)}, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def _listed(keys: list[str]) -> str:
@@ -123,7 +217,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, allow_new: Sequen
 
 
 def convert(src: str, dst: str, overwrite: bool = False) -> str:
-    """Convert an official checkpoint into a plain state_dict (``models/model.pt``), checked against the network.
+    """Convert a checkpoint into a plain state_dict (``models/model.pt``), checked against a network of its sizes.
 
     Args:
         src: the official ``.pth`` file.
@@ -137,8 +231,8 @@ def convert(src: str, dst: str, overwrite: bool = False) -> str:
 
     if Path(dst).exists() and not overwrite:
         raise FileExistsError(f"{dst} exists; pass --overwrite True to replace it.")
-    state = read_state_dict(src)
-    check_state_dict(SAMMed3D(), state, source=src)
+    state, stored = read_checkpoint(src)
+    check_state_dict(SAMMed3D(**{**network_config(state), **(stored or {})}), state, source=src)
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{dst}.tmp-{os.getpid()}"
     torch.save(state, tmp)

@@ -104,6 +104,20 @@ class SAMMed3D(nn.Module):
         num_class_prompts: int = 0,
     ) -> None:
         super().__init__()
+        self.config = {  # the sizes, saved beside the weights (networks.checkpoint.save_network)
+            "img_size": img_size,
+            "patch_size": patch_size,
+            "encoder_embed_dim": encoder_embed_dim,
+            "encoder_depth": encoder_depth,
+            "encoder_num_heads": encoder_num_heads,
+            "encoder_global_attn_indexes": [int(i) for i in encoder_global_attn_indexes],
+            "window_size": window_size,
+            "prompt_embed_dim": prompt_embed_dim,
+            "decoder_depth": decoder_depth,
+            "decoder_num_heads": decoder_num_heads,
+            "decoder_mlp_dim": decoder_mlp_dim,
+            "num_class_prompts": num_class_prompts,
+        }
         grid = img_size // patch_size
         self.img_size = img_size
         self.image_encoder = ImageEncoderViT3D(

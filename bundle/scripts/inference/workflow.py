@@ -25,16 +25,10 @@ from monai.engines.utils import IterationEvents
 
 from .automatic import AutomaticInferer, probabilities_to_labels
 from .prompts import parse_request_prompts
-from .simulation import simulate_clicks
 
 __all__ = ["PromptedEvaluator"]
 
 logger = logging.getLogger(__name__)
-
-
-def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    total = prediction.sum() + truth.sum()
-    return float(2.0 * np.logical_and(prediction, truth).sum() / total) if total else float("nan")
 
 
 class PromptedEvaluator(SupervisedEvaluator):
@@ -43,7 +37,9 @@ class PromptedEvaluator(SupervisedEvaluator):
     Each request is a dict with the loaded ``image`` (channel-first MetaTensor) and either click prompts (see
     ``prompts.parse_request_prompts``) or, in simulation mode, a loaded ``label`` (optional ``classes`` and
     ``num_clicks``): clicks are then drawn from the label as the reference does and the Dice of every click on the
-    original grid is logged and written to ``<report_dir>/<image name>_clicks.json``. A request with
+    original grid is logged and written to ``<report_dir>/<image name>_clicks.json``. Click requests write
+    ``<report_dir>/<image name>_objects.json``: per object its label, voxels, windows and the decoder's predicted IoU.
+    A request with
     ``label_prompt`` (a list of class ids) runs the automatic mode (``automatic.AutomaticInferer``, a network with
     class prompts): no clicks needed; objects with clicks whose ``label`` is one of the ids refine that class. The
     output of an iteration is one ``{"pred": label map}`` per request, on the request's original grid.
@@ -51,7 +47,7 @@ class PromptedEvaluator(SupervisedEvaluator):
     Args:
         args: passed to ``SupervisedEvaluator``.
         num_clicks: clicks per class in simulation mode, unless the request says otherwise.
-        report_dir: where simulation reports are written (``None``: not written).
+        report_dir: where the reports are written (``None``: not written).
         seed: the seed of the click stream of each case (233 in the reference).
         automatic_inferer: the ``AutomaticInferer`` of ``label_prompt`` requests (default: one with the defaults).
         kwargs: passed to ``SupervisedEvaluator``.
@@ -71,9 +67,10 @@ class PromptedEvaluator(SupervisedEvaluator):
         self.num_clicks = num_clicks
         self.report_dir = report_dir
         self.seed = seed
+        self._reports: list[tuple] = []
 
     def _iteration(self, engine: SupervisedEvaluator, batchdata: list[dict]) -> list[dict]:  # type: ignore[override]
-        outputs = []
+        outputs, self._reports = [], []
         for request in batchdata:
             image = request["image"]
             if image.ndim != 4 or image.shape[0] != 1:
@@ -88,11 +85,14 @@ class PromptedEvaluator(SupervisedEvaluator):
                     pred = self._simulate(engine, image, request)
                 else:
                     objects = parse_request_prompts(request, image.shape[1:], image.affine)
-                    pred = engine.inferer(image, engine.network, objects)
+                    pred, records = engine.inferer.segment(image, engine.network, objects)
+                    self._reports.append((image, "objects", {"objects": records}))
             outputs.append({"pred": pred})
         engine.state.output = outputs  # the postprocessing runs on MODEL_COMPLETED and reads it from the state
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        for report in self._reports:  # after the label maps are written: a refused output leaves no report
+            self._write_report(*report)
         return engine.state.output
 
     def _automatic(self, engine: SupervisedEvaluator, image: MetaTensor, request: dict) -> MetaTensor:
@@ -107,35 +107,38 @@ class PromptedEvaluator(SupervisedEvaluator):
         return MetaTensor(probabilities_to_labels(probabilities, class_ids), affine=image.affine, meta=meta)
 
     def _simulate(self, engine: SupervisedEvaluator, image: MetaTensor, request: dict) -> MetaTensor:
+        from ..evaluation.nclick import case_classes, nclick_case  # evaluation builds on inference, not the reverse
+
         label = request["label"]
-        truth = label.as_tensor()[0].numpy()
-        classes = [int(c) for c in request.get("classes", np.unique(truth[truth != 0]))]
-        if not classes:
-            raise ValueError("simulation mode: the label is empty; give a label with the target class(es).")
+        classes = case_classes(label, request.get("classes"))
         num_clicks = int(request.get("num_clicks", self.num_clicks))
         prepared = engine.inferer.prepare(image, engine.network)
-        rng = np.random.RandomState(self.seed)  # seeded once per case, as the reference
+        records, final = nclick_case(prepared, label, classes, num_clicks, self.seed)
         label_map = torch.zeros(image.shape, dtype=torch.uint8)
-        report = {"image": str(image.meta.get("filename_or_obj", "")), "num_clicks": num_clicks, "classes": {}}
+        report: dict = {"num_clicks": num_clicks, "classes": {}}
         for class_id in classes:
-            clicks = simulate_clicks(prepared, label, class_id, num_clicks, rng)
-            scores = [_dice(c["mask"], truth == class_id) for c in clicks]
-            label_map[0][torch.from_numpy(clicks[-1]["mask"])] = class_id
-            report["classes"][str(class_id)] = [
-                {"click": c["click"], "point": c["point"], "point_label": c["point_label"], "dice": d}
-                for c, d in zip(clicks, scores)
+            label_map[0][torch.from_numpy(final[class_id])] = class_id
+            steps = [
+                {k: r[k] for k in ("click", "point", "point_label", "dice", "iou")}
+                for r in records
+                if r["class_id"] == class_id
             ]
-            logger.info(f"class {class_id}: Dice per click {', '.join(f'{d:.4f}' for d in scores)}")
-        if self.report_dir is not None:
-            self._write_report(report)
+            report["classes"][str(class_id)] = steps
+            dice = ", ".join(f"{r['dice']:.4f}" for r in steps)
+            logger.info(f"class {class_id}: Dice per click {dice}")
+        self._reports.append((image, "clicks", report))
         meta = {k: v for k, v in image.meta.items() if k != "affine"}
         return MetaTensor(label_map, affine=image.affine, meta=meta)
 
-    def _write_report(self, report: dict) -> None:
-        name = Path(report["image"]).name.split(".")[0] or "image"
-        target = Path(self.report_dir) / f"{name}_clicks.json"
+    def _write_report(self, image: MetaTensor, kind: str, report: dict) -> None:
+        """Write ``<report_dir>/<image name>_<kind>.json`` atomically (nothing when ``report_dir`` is ``None``)."""
+        if self.report_dir is None:
+            return
+        source = str(image.meta.get("filename_or_obj", ""))
+        name = Path(source).name.split(".")[0] or "image"
+        target = Path(self.report_dir) / f"{name}_{kind}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        partial.write_text(json.dumps(report, indent=4) + "\n")
+        partial.write_text(json.dumps({"image": source, **report}, indent=4) + "\n")
         os.replace(partial, target)
         logger.info(f"wrote {target}")

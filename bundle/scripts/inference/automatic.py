@@ -10,7 +10,7 @@
 # limitations under the License.
 """Automatic mode: per-class probabilities from learned class prompts, without clicks, over the whole image.
 
-The path: resample to ``spacing`` and reorder to RAS once (``windows.PreparedImage``) -> MONAI's
+The path: resample to ``spacing`` and reorder to RAS once (``PreparedImage``) -> MONAI's
 ``sliding_window_inference`` over the whole RAS grid with ``roi_size`` windows; each window is z-normalised as at
 training (statistics of its voxels > 0), encoded once, and that one embedding is decoded for every class (the class
 token alone, no mask) -> sigmoid of the upsampled logits, stitched (``blend_mode``) -> optional click refinement of
@@ -30,22 +30,15 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.inferers import Inferer, sliding_window_inference
 
-from .preprocessing import ROI_SIZE, TARGET_SPACING, index_transform, resample_axis_aligned
+from ..geometry import ROI_SIZE, TARGET_SPACING, index_transform, resample_axis_aligned, z_normalize
+from ..geometry.window import grid_part, window_slices
+from .prepared import PreparedImage
 from .prompts import ObjectPrompt
-from .windows import PreparedImage
+from .track import ObjectTrack
 
 __all__ = ["AutomaticInferer", "probabilities_to_labels"]
 
 logger = logging.getLogger(__name__)
-
-
-def _z_normalize_window(window: torch.Tensor) -> torch.Tensor:
-    """``preprocessing.z_normalize`` of one window ``(1, S, S, S)``; a window without two distinct voxels > 0
-    (air, padding) is left as it is instead of raising."""
-    values = window[window > 0].to(torch.float64)
-    if values.numel() < 2 or values.std(correction=1) == 0:
-        return window.float()
-    return ((window.to(torch.float64) - values.mean()) / values.std(correction=1)).float()
 
 
 def probabilities_to_labels(
@@ -101,7 +94,7 @@ class AutomaticInferer(Inferer):
             out = []
             for window in windows:  # one encoder pass per window, shared by all classes
                 with autocast():
-                    embedding = network.encode(_z_normalize_window(window)[None])
+                    embedding = network.encode(z_normalize(window, empty_ok=True).as_tensor()[None])
                     low_res, _ = network.decode(embedding, class_ids=class_ids)
                 out.append(torch.sigmoid(network.upsample(low_res.float()))[:, 0])
             return torch.stack(out)
@@ -135,8 +128,9 @@ class AutomaticInferer(Inferer):
         return probabilities[0].float().cpu()
 
     def refine(self, prepared: PreparedImage, probabilities: torch.Tensor, class_ids: Sequence[int], prompt) -> None:
-        """Refine one class with its clicks, in place: in the window centred on the positive clicks, the clicks are
-        replayed with the class token and, as the first mask prompt, the automatic logits of that window.
+        """Refine one class with its clicks, in place, through an ``ObjectTrack`` (one window, centred on the first
+        click): the clicks go in order with the class token, and the window's first mask prompt is the automatic
+        logits of that window; the window's probabilities are then replaced by the refined ones.
 
         Args:
             prepared: the image, resampled and reoriented once.
@@ -149,28 +143,23 @@ class AutomaticInferer(Inferer):
                 f"object '{prompt.name}': label {prompt.label} is not one of the classes {list(class_ids)}."
             )
         channel = list(class_ids).index(prompt.label)
-        ras_points = prepared.to_ras(prompt.points)
-        window = prepared.window(prepared.window_start_around(ras_points[prompt.point_labels == 1]))
-        roi_points, inside = prepared.to_window(ras_points, window)
-        if not inside.all():
-            raise ValueError(f"object '{prompt.name}': its clicks span more than one {prepared.roi_size} window.")
-        lo = [max(0, s) for s in window.start]
-        hi = [min(n, s + t) for s, t, n in zip(window.start, self.roi_size, probabilities.shape[1:])]
-        src = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, window.start))
-        dst = (channel, *(slice(a, b) for a, b in zip(lo, hi)))
-        roi = torch.zeros(self.roi_size)
-        roi[src] = probabilities[dst]
-        logits = torch.logit(roi.clamp(1e-4, 1 - 1e-4))[None, None]
-        low_res = F.interpolate(logits, size=prepared.network.mask_input_size, mode="area").to(prepared.device)
-        ids = torch.as_tensor([prompt.label], dtype=torch.long, device=prepared.device)
-        with torch.no_grad():
-            for n in range(1, len(roi_points) + 1):
-                points = torch.as_tensor(roi_points[:n], dtype=torch.float32, device=prepared.device)[None]
-                labels = torch.as_tensor(prompt.point_labels[:n], dtype=torch.long, device=prepared.device)[None]
-                with prepared.autocast():
-                    low_res, _ = prepared.network.decode(window.embedding, points, labels, low_res, class_ids=ids)
-            refined = torch.sigmoid(prepared.network.upsample(low_res.float()))[0, 0].cpu()
-        probabilities[dst] = refined[src]
+
+        def automatic_logits(window) -> torch.Tensor:
+            roi = torch.from_numpy(grid_part(probabilities[channel].numpy(), window.start, self.roi_size))
+            logits = torch.logit(roi.clamp(1e-4, 1 - 1e-4))[None, None]
+            return F.interpolate(logits, size=prepared.network.mask_input_size, mode="area")
+
+        track = ObjectTrack(prepared, max_windows=1, class_id=prompt.label, mask_prompt=automatic_logits)
+        for point, label in zip(prepared.to_ras(prompt.points), prompt.point_labels):
+            try:
+                track.add_click(point, int(label))
+            except ValueError as e:
+                raise ValueError(f"object '{prompt.name}': {e}") from None
+        for tracked in track.windows:
+            with torch.no_grad():
+                refined = torch.sigmoid(prepared.network.upsample(tracked.low_res.float()))[0, 0].cpu()
+            grid, window = window_slices(tracked.start, self.roi_size, probabilities.shape[1:])
+            probabilities[(channel, *grid)] = refined[window]
 
     def __call__(  # type: ignore[override]
         self,

@@ -10,10 +10,10 @@
 # limitations under the License.
 """Clicks drawn from the error region of a prediction, batched on tensors (any device), for training and evaluation.
 
-Rules (``rule`` argument):
-    * ``"random"`` (the reference's ``get_next_click3D_torch_2``): a uniformly random voxel of the error region
-      ``FN | FP`` of each item; positive if it is a missed voxel (FN). With no error left, a random target voxel
-      (positive), as the reference does.
+Rules (``rule`` argument), on the error region of ``evaluation.clicks.error_regions`` (missed voxels and false
+positives; the target itself when nothing is left to correct), the one error rule of training and evaluation:
+    * ``"random"`` (the reference's ``get_next_click3D_torch_2``): a uniformly random voxel of the error region of
+      each item; positive if it is a missed voxel.
     * ``"center"`` (the reference's ``ritm`` rule, close to the CVPR 2025 challenge's): a uniformly random voxel among
       those of the larger error set (FN or FP) whose distance to the set's border exceeds half the set's maximum
       distance, i.e. a click well inside the biggest mistake. Needs scipy (computed on the CPU).
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from ..evaluation.clicks import error_regions
 
 __all__ = ["CLICK_RULES", "sample_error_clicks"]
 
@@ -75,11 +77,7 @@ def sample_error_clicks(
     current = prediction.reshape(prediction.shape[0], -1) > 0
     if not truth.any(dim=1).all():
         raise ValueError("cannot place a click: an item of the batch has no target voxel.")
-    missed = truth & ~current
-    errors = missed | (current & ~truth)
-    perfect = ~errors.any(dim=1, keepdim=True)
-    errors = torch.where(perfect, truth, errors)  # nothing to correct: click on the target again (positive)
-    missed = torch.where(perfect, truth, missed)
+    errors, missed = error_regions(current, truth)
     if rule == "center":
         candidates = []
         for err, miss in zip(errors.cpu().numpy(), missed.cpu().numpy()):

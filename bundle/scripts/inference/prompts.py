@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .preprocessing import as_affine
+from ..geometry import as_affine
 
-__all__ = ["ObjectPrompt", "normalise_request", "parse_request_prompts"]
+__all__ = ["ObjectPrompt", "normalise_request", "parse_request_prompts", "voxel_points"]
 
 CLICK_KEYS = ("points", "points_world", "point_labels")
 
@@ -61,19 +61,54 @@ def _object_prompt(name: str, label: int, spec: Mapping, shape: Sequence[int], a
         raise ValueError(f"object '{name}': point_labels must be 1 (positive) or 0 (negative), got {labels.tolist()}.")
     if not (labels == 1).any():
         raise ValueError(f"object '{name}' has only negative clicks: give at least one positive click (label 1).")
-    points = raw
-    if has_world:
-        homogeneous = np.concatenate([raw, np.ones((raw.shape[0], 1))], axis=1)
-        points = (np.linalg.inv(affine) @ homogeneous.T).T[:, :3]
-    upper = np.asarray(shape, dtype=np.float64) - 0.5
-    outside = ((points < -0.5) | (points >= upper)).any(axis=1)
-    if outside.any():
-        where = "RAS mm" if has_world else "voxel indices"
-        raise ValueError(
-            f"object '{name}': click {raw[outside][0].tolist()} ({where}) lies outside the image of shape "
-            f"{tuple(int(s) for s in shape)}; voxel indices run from 0 to size - 1 along each axis."
-        )
+    points = voxel_points(raw, shape, affine, world=has_world, what=f"object '{name}': click")
     return ObjectPrompt(name, label, points, labels.astype(np.int64))
+
+
+def _world_extent(shape: Sequence[int], affine: np.ndarray) -> str:
+    corners = np.array(np.meshgrid(*[(-0.5, n - 0.5) for n in shape], indexing="ij")).reshape(3, -1).T
+    world = corners @ affine[:3, :3].T + affine[:3, 3]
+    return ", ".join(f"{'RAS'[a]} {world[:, a].min():.1f}..{world[:, a].max():.1f}" for a in range(3))
+
+
+def voxel_points(
+    points: np.ndarray | Sequence[Sequence[float]],
+    spatial_shape: Sequence[int],
+    affine: np.ndarray,
+    world: bool = False,
+    what: str = "click",
+) -> np.ndarray:
+    """Check that points lie inside the image and return them as voxel indices of the image as stored.
+
+    Args:
+        points: ``(N, 3)`` voxel indices ``(i, j, k)``, or RAS millimetres when ``world``.
+        spatial_shape: ``(I, J, K)`` of the image.
+        affine: its 4x4 voxel-to-RAS affine.
+        world: the points are RAS millimetres.
+        what: how the message names a point.
+
+    Returns:
+        ``(N, 3)`` float64 voxel indices.
+
+    Raises:
+        ValueError: for a point outside the image, with the image's extent in the points' own units.
+    """
+    raw = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    voxels = raw
+    if world:
+        homogeneous = np.concatenate([raw, np.ones((raw.shape[0], 1))], axis=1)
+        voxels = (np.linalg.inv(affine) @ homogeneous.T).T[:, :3]
+    upper = np.asarray(spatial_shape, dtype=np.float64) - 0.5
+    outside = ((voxels < -0.5) | (voxels >= upper)).any(axis=1)
+    if outside.any():
+        shape = tuple(int(s) for s in spatial_shape)
+        if world:
+            extent = f"the image spans {_world_extent(shape, affine)} (RAS mm)"
+        else:
+            extent = f"voxel indices run from 0 to size - 1 along each axis of the image's shape {shape}"
+        unit = "RAS mm" if world else "voxel indices"
+        raise ValueError(f"{what} {raw[outside][0].tolist()} ({unit}) lies outside the image; {extent}.")
+    return voxels
 
 
 def _is_path(value) -> bool:

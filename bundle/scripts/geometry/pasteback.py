@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from .preprocessing import as_affine, index_transform, resample_axis_aligned
+from .grid import as_affine, index_transform
+from .resample import resample_axis_aligned
 
 __all__ = ["paste_back"]
 

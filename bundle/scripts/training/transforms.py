@@ -33,7 +33,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Randomizable
 
-from .preprocessing import (
+from ..geometry import (
     ROI_SIZE,
     TARGET_SPACING,
     extract_window,

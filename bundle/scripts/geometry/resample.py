@@ -1,0 +1,216 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Resampling along voxel axes (the reference's ``tio.Resample`` grids, exactly) and reordering to RAS."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Orientation
+from monai.utils import dtype_torch_to_numpy
+
+from .grid import TIE_TOLERANCE, as_affine, check_image, spacing_from_affine, with_geometry
+
+__all__ = ["TARGET_SPACING", "corner_aligned_grid", "resample_axis_aligned", "resample_to_spacing", "reorient_to_ras"]
+
+TARGET_SPACING: tuple[float, float, float] = (1.5, 1.5, 1.5)
+"""Voxel size (mm) of the network input."""
+_RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+_AXIS_TOLERANCE = 1e-6
+
+
+def corner_aligned_grid(
+    shape: Sequence[int], affine: np.ndarray | torch.Tensor, spacing: Sequence[float] = TARGET_SPACING
+) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The reference's resampling grid (``tio.Resample(target=spacing)``) for an image grid.
+
+    The output keeps the input's axis directions, has ``ceil(n * sp / spacing)`` voxels per axis (1 stays 1) and
+    its first voxel corner coincides with the input's first voxel corner: output voxel ``o`` sits at continuous
+    input index ``r * o + 0.5 * (r - 1)`` with ``r = spacing / sp``.
+
+    MONAI's ``Spacing`` builds a different grid: it keeps the first voxel *centre* in place and sizes the grid
+    from the extent of the voxel centres, so its shape and origin differ from the reference (e.g. 59 instead of 60
+    slices and a 0.5 mm shift for 36 slices of 2.5 mm).
+
+    Args:
+        shape: spatial shape ``(I, J, K)`` of the input grid.
+        affine: 4x4 voxel-to-world matrix of the input grid.
+        spacing: output voxel size in mm along the input's voxel axes.
+
+    Returns:
+        The output spatial shape and the index map (output index -> input index); the output affine is
+        ``affine @ index_map``.
+    """
+    old_size = np.asarray(shape, dtype=np.float64)
+    old_spacing = spacing_from_affine(affine)
+    new_spacing = np.asarray(spacing, dtype=np.float64)
+    new_size = np.ceil(old_size * old_spacing / new_spacing).astype(np.int64)
+    new_size[old_size == 1] = 1
+    ratio = new_spacing / old_spacing
+    index_map = np.diag([*ratio, 1.0])
+    index_map[:3, 3] = 0.5 * (ratio - 1.0)
+    return (int(new_size[0]), int(new_size[1]), int(new_size[2])), index_map
+
+
+def _axis_plan(index_map: np.ndarray) -> list[tuple[int, float, float]]:
+    """Split an axis-aligned index map into ``(input axis, scale, offset)`` per output axis."""
+    linear = np.asarray(index_map, dtype=np.float64)[:3, :3]
+    source = np.argmax(np.abs(linear), axis=0)
+    plan = []
+    for out_axis in range(3):
+        in_axis = int(source[out_axis])
+        scale = float(linear[in_axis, out_axis])
+        others = np.delete(linear[:, out_axis], in_axis)
+        if np.any(np.abs(others) > _AXIS_TOLERANCE * abs(scale)):
+            raise ValueError(f"index map is not axis-aligned (output axis {out_axis}):\n{index_map}")
+        plan.append((in_axis, scale, float(index_map[in_axis, 3])))
+    if sorted(axis for axis, _, _ in plan) != [0, 1, 2]:
+        raise ValueError(f"index map is not a permutation of the axes:\n{index_map}")
+    return plan
+
+
+def _valid_range(positions: torch.Tensor, size: int) -> tuple[int, int]:
+    """First and last+1 output index whose nearest input voxel lies inside ``[0, size)`` (positions monotone)."""
+    nearest = torch.floor(positions + 0.5 + TIE_TOLERANCE)
+    valid = torch.nonzero((nearest >= 0) & (nearest < size)).flatten()
+    if valid.numel() == 0:
+        return 0, 0
+    return int(valid[0]), int(valid[-1]) + 1
+
+
+def _take(data: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """``data.index_select(dim, index)`` by advanced indexing (much faster on the last dim on CPU)."""
+    return data[(slice(None),) * dim + (index,)]
+
+
+def _sample_axis(data: torch.Tensor, dim: int, positions: torch.Tensor, mode: str) -> torch.Tensor:
+    """Resample ``data`` along ``dim`` at continuous ``positions`` (all inside ``[-0.5, n - 0.5)``).
+
+    ``"bilinear"`` returns float64 (computed as ITK does: ``low + (high - low) * weight``), ``"nearest"`` keeps the
+    dtype.
+    """
+    size = data.shape[dim]
+    if mode == "nearest":
+        index = torch.floor(positions + 0.5 + TIE_TOLERANCE).long().clamp_(0, size - 1)
+        return _take(data, dim, index)
+    lower = torch.floor(positions).clamp_(0, size - 1)
+    weight = (positions - lower).clamp_(0.0, 1.0)
+    lower = lower.long()
+    upper = (lower + 1).clamp_(max=size - 1)
+    shape = [1] * data.ndim
+    shape[dim] = -1
+    weight = weight.reshape(shape)
+    low = _take(data, dim, lower).to(torch.float64)
+    return _take(data, dim, upper).to(torch.float64).sub_(low).mul_(weight).add_(low)
+
+
+def resample_axis_aligned(
+    img: MetaTensor,
+    index_map: np.ndarray,
+    spatial_shape: Sequence[int],
+    mode: str = "bilinear",
+    out_affine: np.ndarray | None = None,
+) -> MetaTensor:
+    """Resample onto a grid whose axes are those of ``img`` permuted, flipped, scaled or shifted.
+
+    This is SimpleITK's ``ResampleImageFilter`` with an identity transform and default value 0, done one axis
+    at a time (exact, since such grids make trilinear and nearest-neighbour interpolation separable): an
+    output voxel whose input position lies outside ``[-0.5, n - 0.5)`` on some axis is 0; inside, ``"bilinear"``
+    interpolates linearly, holding the edge value in the outer half voxels, and ``"nearest"`` takes the
+    nearest voxel (half-way rounds up). Linear interpolation is computed in float64 and cast back to the input
+    dtype; integer inputs are truncated towards zero and clipped to their range, as ITK casts.
+
+    MONAI's ``SpatialResample`` (``torch.grid_sample``) differs at the borders: ``padding_mode="zeros"`` blends
+    the edge voxels with zeros in the outer half voxels, ``"border"`` never returns 0 outside the image.
+
+    Args:
+        img: channel-first image ``(C, I, J, K)``.
+        index_map: 4x4 map from output voxel indices to input voxel indices (axis-aligned).
+        spatial_shape: output spatial shape.
+        mode: ``"bilinear"`` (or ``"linear"``) or ``"nearest"``.
+        out_affine: output affine; default ``img.affine @ index_map``.
+
+    Returns:
+        The resampled image as a MetaTensor with the output affine.
+    """
+    check_image(img)
+    if mode not in ("bilinear", "linear", "nearest"):
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    index_map = np.asarray(index_map, dtype=np.float64)
+    if out_affine is None:
+        out_affine = as_affine(img.affine) @ index_map
+    plan = _axis_plan(index_map)
+    shape = tuple(int(s) for s in spatial_shape)
+    data = img.as_tensor().permute(0, *(1 + axis for axis, _, _ in plan))
+    # numpy's zeros come from calloc: pages outside the sampled block are never written (a mask pasted onto a large
+    # image costs the window, not the image; torch.zeros would memset all of it)
+    out = torch.from_numpy(np.zeros((data.shape[0], *shape), dtype=dtype_torch_to_numpy(data.dtype)))
+
+    bounds = []
+    positions = []
+    for out_axis, (_, scale, offset) in enumerate(plan):
+        pos = torch.arange(shape[out_axis], dtype=torch.float64) * scale + offset
+        lo, hi = _valid_range(pos, data.shape[1 + out_axis])
+        bounds.append(slice(lo, hi))
+        positions.append(pos[lo:hi])
+    if all(b.stop > b.start for b in bounds):
+        kind = "nearest" if mode == "nearest" else "bilinear"
+        block = data
+        for out_axis, pos in enumerate(positions):
+            block = _sample_axis(block, 1 + out_axis, pos, kind)
+        if kind == "bilinear" and not data.dtype.is_floating_point:
+            info = torch.iinfo(data.dtype)
+            block = torch.trunc(block).clamp_(info.min, info.max)
+        out[(slice(None), *bounds)] = block.to(data.dtype)
+    return with_geometry(img, out, out_affine)
+
+
+def resample_to_spacing(
+    img: MetaTensor, spacing: Sequence[float] = TARGET_SPACING, mode: str = "bilinear"
+) -> MetaTensor:
+    """``tio.Resample(target=spacing)`` of the reference: the corner-aligned grid of :func:`corner_aligned_grid`.
+
+    The reference interpolates linearly for the image and with nearest neighbour for the label; both keep
+    the input dtype (so an int16 CT is truncated to integers after interpolation: load with
+    ``LoadImage(dtype=None)`` to reproduce it; a float32 load gives the untruncated values).
+
+    Args:
+        img: channel-first image ``(C, I, J, K)`` with its affine.
+        spacing: output voxel size in mm.
+        mode: ``"bilinear"`` for images, ``"nearest"`` for labels.
+
+    Returns:
+        The resampled image; its affine keeps the input's axis directions.
+    """
+    check_image(img)
+    shape, index_map = corner_aligned_grid(img.shape[1:], img.affine, spacing)
+    return resample_axis_aligned(img, index_map, shape, mode=mode)
+
+
+def reorient_to_ras(img: MetaTensor) -> MetaTensor:
+    """``tio.ToCanonical()`` of the reference (nibabel ``as_closest_canonical``) with MONAI's ``Orientation``.
+
+    Both reorder and flip the voxel axes to the closest RAS+ orientation with ``nibabel.io_orientation``; no
+    interpolation, the output affine is ``img.affine @ P`` for a signed permutation ``P`` with an integer shift.
+
+    Args:
+        img: channel-first image ``(C, I, J, K)`` with its affine.
+
+    Returns:
+        The reoriented image.
+    """
+    check_image(img)
+    out = Orientation(axcodes="RAS", labels=_RAS_LABELS)(img)
+    assert isinstance(out, MetaTensor)
+    return out

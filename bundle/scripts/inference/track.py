@@ -1,0 +1,391 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The one interactive path: one object on a prepared image, fed prompts one at a time.
+
+Segment-anything's predictor is its one interactive path; here :class:`ObjectTrack` plays that role. Every front end
+that segments an object with prompts (the command line, the session, click simulation and N-click evaluation,
+automatic mode's refinement, viewers) feeds a track, so the same prompts in the same order give the same mask.
+
+The rules, applied after each prompt:
+
+* **Window placement.** The first prompt opens the object's first window, centred on it (or at a start given by the
+  caller, e.g. the label's box in simulation). A later click outside every window of the object opens a window
+  centred on it; a negative click there changes nothing unless the object started from a mask.
+* **Decoding.** A click re-decodes every window of the object that contains it, once: the window's prompts so far
+  (a tracking window's seed click first, then the user's clicks inside it, in their order) and its previous
+  low-resolution logits, as the reference replays clicks. A window's first decode gets the starting mask prompt
+  (the object's starting mask cut to the window, nearest-downsampled, as upstream's CVPR 2025 baseline feeds its
+  previous mask), or none.
+* **Tracking.** The object's *followed part* is, window by window in opening order, the 26-connected components of
+  the window's mask that hold a positive prompt, a voxel of the starting mask or a voxel already followed. While
+  that part reaches a face of its window behind which the image goes on, a window shifted by half its size across
+  the face is opened (up to ``max_windows`` in all), seeded with the deepest followed voxel inside it (a
+  positive click) and the user's clicks that fall in it.
+* **The mask.** The starting mask outside every window, the whole mask of the windows opened on a prompt (as the
+  reference returns its window) and the followed part of the tracking windows. So a stray blob at a window's edge
+  neither opens windows nor grows there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import distance_transform_edt
+from scipy.ndimage import label as connected_components
+
+from ..geometry import window_start
+from ..geometry.window import add_to_grid, window_slices
+from .prepared import PreparedImage, Window
+
+__all__ = ["Click", "TrackedWindow", "ObjectTrack"]
+
+_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class Click:
+    """A click in continuous RAS-grid coordinates; label 1 adds the voxel to the object, 0 removes it."""
+
+    point: np.ndarray
+    label: int
+
+
+@dataclass(frozen=True)
+class TrackedWindow:
+    """One window of an object after its last decode.
+
+    Args:
+        window: the encoded window.
+        on_prompt: opened on a user prompt (its whole mask counts) rather than by tracking (its followed part).
+        seed: RAS-grid voxel of the positive click that tracking put into it, or ``None``.
+        low_res: the decoder's low-resolution logits ``(1, 1, 32, 32, 32)``.
+        iou: the decoder's predicted IoU of the window's mask.
+        mask: the window's binary mask (bool, ``roi_size``).
+    """
+
+    window: Window
+    on_prompt: bool
+    seed: tuple[int, int, int] | None
+    low_res: torch.Tensor
+    iou: float
+    mask: np.ndarray
+
+    @property
+    def start(self) -> tuple[int, int, int]:
+        """First RAS-grid voxel of the window."""
+        return self.window.start
+
+
+class ObjectTrack:
+    """One object on a :class:`PreparedImage`: prompts in, its mask on the RAS grid and the original grid out.
+
+    Args:
+        prepared: the image, prepared once (its window cache is shared by all tracks on it).
+        max_windows: windows the object may use (1: the reference's single window, no tracking).
+        class_id: a class prompt passed with every decode (networks with class prompts), or ``None``.
+        start_mask: RAS-grid bool mask the object starts from (see :meth:`PreparedImage.mask_to_ras`), or ``None``.
+        first_window: start of the first window, instead of centring it on the first prompt.
+        mask_prompt: the first mask prompt of a window, ``window -> (1, 1, 32, 32, 32)`` logits or ``None``
+            (default: from ``start_mask``).
+    """
+
+    def __init__(
+        self,
+        prepared: PreparedImage,
+        max_windows: int = 8,
+        class_id: int | None = None,
+        start_mask: np.ndarray | None = None,
+        first_window: Sequence[int] | None = None,
+        mask_prompt: Callable[[Window], torch.Tensor | None] | None = None,
+    ) -> None:
+        if max_windows < 1:
+            raise ValueError(f"max_windows must be at least 1, got {max_windows}.")
+        if start_mask is not None and tuple(start_mask.shape) != prepared.grid_shape:
+            raise ValueError(f"start_mask has shape {tuple(start_mask.shape)}, the RAS grid {prepared.grid_shape}.")
+        self.prepared = prepared
+        self.max_windows = int(max_windows)
+        self.class_id = class_id
+        self.start_mask = None if start_mask is None else np.asarray(start_mask, dtype=bool)
+        self.first_window = None if first_window is None else tuple(int(s) for s in first_window)
+        self._mask_prompt = mask_prompt or self._start_mask_prompt
+        self._has_start = start_mask is not None or mask_prompt is not None  # something a negative click can remove
+        self.clicks: list[Click] = []
+        self.windows: list[TrackedWindow] = []
+        self._history: list[tuple[int, tuple[TrackedWindow, ...]]] = []
+        self._parts: list[np.ndarray] = []  # followed part per window, valid for a prefix of self.windows
+        self._mask: np.ndarray | None = None
+
+    # --- prompts ---------------------------------------------------------------------------------------------------
+
+    def add_click(self, point: Sequence[float] | np.ndarray, label: int) -> None:
+        """Add a click and update the object (decodes, tracking).
+
+        Args:
+            point: continuous RAS-grid coordinates (``PreparedImage.to_ras`` of original voxel indices).
+            label: 1 positive, 0 negative.
+
+        Raises:
+            ValueError: a first click that is negative on an object without a starting mask, a label other than 0/1,
+                or a click that needs a new window beyond ``max_windows``. The track is then unchanged.
+        """
+        label = int(label)
+        if label not in (0, 1):
+            raise ValueError(f"a click's label is 1 (positive) or 0 (negative), got {label}.")
+        if not self.windows and label == 0 and not self._has_start:
+            raise ValueError(
+                "the first click on an object must be positive: a negative click has nothing to remove yet "
+                "(start the object from a mask to subtract from it)."
+            )
+        click = Click(np.asarray(point, dtype=np.float64).reshape(3), label)
+        self._history.append((len(self.clicks), tuple(self.windows)))
+        self.clicks.append(click)
+        try:
+            self._place(click)
+            self._follow()
+        except Exception:
+            self._restore(self._history.pop())
+            raise
+
+    def undo(self) -> bool:
+        """Remove the last prompt; ``False`` when there is none. The windows stay encoded."""
+        if not self._history:
+            return False
+        self._restore(self._history.pop())
+        return True
+
+    # --- results ---------------------------------------------------------------------------------------------------
+
+    @property
+    def num_prompts(self) -> int:
+        """Prompts given so far."""
+        return len(self.clicks)
+
+    @property
+    def ras_mask(self) -> np.ndarray:
+        """The object's mask on the RAS grid (bool, read-only view)."""
+        if self._mask is None:
+            self._mask = self._assemble()
+            self._mask.flags.writeable = False
+        return self._mask
+
+    def original_mask(self) -> np.ndarray:
+        """The object's mask on the original image grid, bool ``(I, J, K)`` (the reference's paste-back)."""
+        lo, hi = self._extent()
+        return self.prepared.paste_region(self.ras_mask, lo, hi)
+
+    @property
+    def iou(self) -> float:
+        """The decoder's predicted IoU of the object: its windows' predictions weighted by their voxels (NaN before
+        the first decode)."""
+        if not self.windows:
+            return float("nan")
+        weights = [float(self._region(i).sum()) for i in range(len(self.windows))]
+        if sum(weights) == 0:
+            return self.windows[0].iou
+        return float(np.average([w.iou for w in self.windows], weights=weights))
+
+    # --- the rules -------------------------------------------------------------------------------------------------
+
+    def _place(self, click: Click) -> None:
+        roi = self.prepared.roi_size
+        touched = [i for i, w in enumerate(self.windows) if self.prepared.roi_points(click.point, w.start)[1][0]]
+        for i in touched:
+            self.windows[i] = self._decode(self.windows[i].window, self.windows[i].on_prompt, self.windows[i])
+        if touched:
+            self._invalidate(min(touched))
+            return
+        if click.label == 0 and not self._has_start:
+            return  # the object has no voxel outside its windows: nothing to remove there
+        if len(self.windows) >= self.max_windows:
+            raise ValueError(
+                f"the click lies outside the object's {len(self.windows)} window(s) of {roi} voxels and max_windows "
+                f"is {self.max_windows}: click nearer the object, raise max_windows, or segment it as another object."
+            )
+        if not self.windows and self.first_window is not None:
+            start = self.first_window
+            if not self.prepared.roi_points(click.point, start)[1][0]:
+                raise ValueError(f"the first click lies outside the object's first window at {start}.")
+        else:
+            start = window_start(click.point, roi)
+        self.windows.append(self._decode(self.prepared.window(start), True, None))
+        self._invalidate(len(self.windows) - 1)
+
+    def _decode(self, window: Window, on_prompt: bool, previous: TrackedWindow | None, seed=None) -> TrackedWindow:
+        """Decode a window with its prompts so far and its previous logits (or its first mask prompt)."""
+        seed = previous.seed if previous is not None else seed
+        points, labels = self._window_prompts(window.start, seed)
+        low_res = previous.low_res if previous is not None else self._mask_prompt(window)
+        low_res, iou = self.prepared.decode(window, points, labels, low_res, self.class_id)
+        return TrackedWindow(window, on_prompt, seed, low_res, iou, self.prepared.mask(low_res))
+
+    def _window_prompts(self, start: Sequence[int], seed: tuple[int, int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+        """ROI points and labels of a window: the tracking seed first, then the user's clicks inside, in order."""
+        points = [click.point for click in self.clicks]
+        labels = [click.label for click in self.clicks]
+        if seed is not None:
+            points, labels = [np.asarray(seed, dtype=np.float64), *points], [1, *labels]
+        if not points:
+            return np.zeros((0, 3), dtype=np.int64), np.zeros(0, dtype=np.int64)
+        roi, inside = self.prepared.roi_points(np.stack(points), start)
+        return roi[inside], np.asarray(labels, dtype=np.int64)[inside]
+
+    def _start_mask_prompt(self, window: Window) -> torch.Tensor | None:
+        if self.start_mask is None:
+            return None
+        part = torch.from_numpy(self.prepared.window_part(self.start_mask, window.start)).float()[None, None]
+        return F.interpolate(part, size=self.prepared.network.mask_input_size, mode="nearest")
+
+    def _follow(self) -> None:
+        """Open tracking windows while the followed part reaches a window face (one window at a time)."""
+        if self.max_windows == 1:
+            return
+        roi, grid = self.prepared.roi_size, self.prepared.grid_shape
+        tried: set[tuple[int, int, int]] = set()
+        while len(self.windows) < self.max_windows:
+            opened = {w.start for w in self.windows}
+            found = None
+            for i, tracked in enumerate(self.windows):
+                for axis, side in _touched_faces(tracked.mask, tracked.start, grid):
+                    start = list(tracked.start)
+                    start[axis] += side * roi[axis] // 2
+                    start = tuple(start)
+                    if start in opened or start in tried or not _reaches(self._part(i), axis, side):
+                        continue
+                    tried.add(start)
+                    seed = self._deepest_followed(start)
+                    if seed is not None:
+                        found = (start, seed)
+                        break
+                if found:
+                    break
+            if found is None:
+                return
+            start, seed = found
+            self.windows.append(self._decode(self.prepared.window(start), False, None, seed=seed))
+            self._invalidate(len(self.windows) - 1)
+
+    def _part(self, i: int) -> np.ndarray:
+        """The followed part of window ``i`` (computed for every earlier window first)."""
+        while len(self._parts) <= i:
+            j = len(self._parts)
+            tracked = self.windows[j]
+            seeds = self._followed_in(tracked.start, upto=j) | self._prompt_voxels(tracked)
+            if self.start_mask is not None:
+                seeds |= self.prepared.window_part(self.start_mask, tracked.start)
+            self._parts.append(_connected_part(tracked.mask, seeds))
+        return self._parts[i]
+
+    def _region(self, i: int) -> np.ndarray:
+        """What window ``i`` adds to the object's mask."""
+        return self.windows[i].mask if self.windows[i].on_prompt else self._part(i)
+
+    def window_mask(self, start: Sequence[int]) -> np.ndarray:
+        """The object's mask as the window at ``start`` sees it (bool, window grid): what each of the object's
+        windows adds, where they overlap it, the zero padding beyond the image included (the reference's window
+        mask, for a single window)."""
+        return self._gather(start, self._region, len(self.windows))
+
+    def _followed_in(self, start: Sequence[int], upto: int) -> np.ndarray:
+        """The followed parts of windows ``< upto`` inside the window at ``start`` (bool, window grid)."""
+        return self._gather(start, self._part, upto)
+
+    def _gather(self, start: Sequence[int], region: Callable[[int], np.ndarray], upto: int) -> np.ndarray:
+        roi = self.prepared.roi_size
+        out = np.zeros(roi, dtype=bool)
+        for j in range(upto):
+            shift = [o - s for o, s in zip(self.windows[j].start, start)]
+            dst, src = window_slices(shift, roi, roi)  # the overlap of window j, in this window and in window j
+            out[dst] |= region(j)[src]
+        return out
+
+    def _prompt_voxels(self, tracked: TrackedWindow) -> np.ndarray:
+        """The window's positive prompts as voxels of the window grid."""
+        out = np.zeros(self.prepared.roi_size, dtype=bool)
+        points, labels = self._window_prompts(tracked.start, tracked.seed)
+        positive = points[labels == 1]
+        if len(positive):
+            out[tuple(positive.T)] = True
+        return out
+
+    def _deepest_followed(self, start: tuple[int, int, int]) -> tuple[int, int, int] | None:
+        """The followed voxel deepest inside the window at ``start`` (RAS grid), or ``None`` if none is there."""
+        part = self._followed_in(start, upto=len(self.windows))
+        if not part.any():
+            return None
+        depth = distance_transform_edt(np.pad(part, 1))[1:-1, 1:-1, 1:-1]
+        voxel = np.unravel_index(int(depth.argmax()), part.shape)
+        return tuple(int(v + s) for v, s in zip(voxel, start))  # type: ignore[return-value]
+
+    def _assemble(self) -> np.ndarray:
+        grid = self.prepared.grid_shape
+        if self.start_mask is None:
+            mask = np.zeros(grid, dtype=bool)
+        else:
+            mask = self.start_mask.copy()
+            for tracked in self.windows:  # inside its windows, the object is what the network says
+                mask[window_slices(tracked.start, self.prepared.roi_size, grid)[0]] = False
+        for i, tracked in enumerate(self.windows):
+            add_to_grid(mask, self._region(i), tracked.start)
+        return mask
+
+    def _extent(self) -> tuple[list[int], list[int]]:
+        """The RAS-grid box outside which the object's mask is empty."""
+        grid = self.prepared.grid_shape
+        boxes = [(list(w.start), [s + t for s, t in zip(w.start, self.prepared.roi_size)]) for w in self.windows]
+        if self.start_mask is not None and self.start_mask.any():
+            hits = [np.flatnonzero(self.start_mask.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
+            boxes.append(([int(h[0]) for h in hits], [int(h[-1]) + 1 for h in hits]))
+        if not boxes:
+            return [0, 0, 0], [0, 0, 0]
+        lo = [max(0, min(b[0][d] for b in boxes)) for d in range(3)]
+        hi = [min(grid[d], max(b[1][d] for b in boxes)) for d in range(3)]
+        return lo, hi
+
+    def _invalidate(self, i: int) -> None:
+        del self._parts[i:]
+        self._mask = None
+
+    def _restore(self, state: tuple[int, tuple[TrackedWindow, ...]]) -> None:
+        num_clicks, windows = state
+        del self.clicks[num_clicks:]
+        self.windows = list(windows)
+        self._parts = []
+        self._mask = None
+
+
+def _touched_faces(mask: np.ndarray, start: Sequence[int], grid_shape: Sequence[int]) -> list[tuple[int, int]]:
+    """``(axis, +1/-1)`` for every face of the window that ``mask`` reaches and behind which the grid goes on."""
+    faces = []
+    for axis in range(3):
+        size = mask.shape[axis]
+        if start[axis] > 0 and np.take(mask, 0, axis=axis).any():
+            faces.append((axis, -1))
+        if start[axis] + size < grid_shape[axis] and np.take(mask, size - 1, axis=axis).any():
+            faces.append((axis, 1))
+    return faces
+
+
+def _reaches(part: np.ndarray, axis: int, side: int) -> bool:
+    """Whether a window-grid mask has a voxel on the face ``(axis, side)``."""
+    return bool(np.take(part, 0 if side < 0 else part.shape[axis] - 1, axis=axis).any())
+
+
+def _connected_part(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The 26-connected components of ``mask`` that hold a voxel of ``seeds`` (both bool, window grid)."""
+    if not (mask & seeds).any():
+        return np.zeros_like(mask)
+    components, _ = connected_components(mask, structure=_CONNECTIVITY)
+    kept = np.unique(components[seeds & mask])
+    return np.isin(components, kept[kept > 0])
