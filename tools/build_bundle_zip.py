@@ -35,10 +35,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NAME = "sam_med3d"
+# Top-level folders of the bundle that are not packaged: outputs, and weights that ``large_files.yml`` fetches.
 EXCLUDED_FOLDERS = ("eval", "models")
-"""Top-level folders of the bundle that are not packaged: outputs, and weights that ``large_files.yml`` fetches."""
+# Files of ``models/`` that are packaged all the same: the small demo model kept in git.
 SHIPPED_MODELS = ("models/demo_model.pt",)
-"""Files of ``models/`` that are packaged all the same: the small demo model kept in git."""
 EXCLUDED_NAMES = ("__pycache__",)
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold

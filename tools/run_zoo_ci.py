@@ -71,20 +71,20 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Local copies of the metadata schema, looked for in this order when ``--schema`` is not given.
 SCHEMA_CANDIDATES = (
     ROOT / "tests" / "data" / "meta_schema_20240725.json",
     ROOT.parent / "shared" / "monai" / "meta_schema_20240725.json",
     Path("/work/shared/monai/meta_schema_20240725.json"),
 )
-"""Local copies of the metadata schema, looked for in this order when ``--schema`` is not given."""
+# The hooks repository of the zoo's ``.pre-commit-config.yaml``; ``--hooks_repo`` stands in for it.
 HOOKS_URL = "https://github.com/pre-commit/pre-commit-hooks"
-"""The hooks repository of the zoo's ``.pre-commit-config.yaml``; ``--hooks_repo`` stands in for it."""
+# Large files with these suffixes get a ``state_dict`` stand-in; any other large file gets an empty one.
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
-"""Large files with these suffixes get a ``state_dict`` stand-in; any other large file gets an empty one."""
+# Emptied (all but ``Python``) by ``ci/run_premerge_cpu.sh``.
 HOSTED_TOOLCACHE = Path("/opt/hostedtoolcache")
-"""Emptied (all but ``Python``) by ``ci/run_premerge_cpu.sh``."""
+# ``ci/get_bundle_requirements.py`` writes the bundle's pins to ``requirements_<name>.txt``.
 BUNDLE_PIN_PREFIX = "requirements_"
-"""``ci/get_bundle_requirements.py`` writes the bundle's pins to ``requirements_<name>.txt``."""
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 _GIT_IDENTITY = ("-c", "user.name=run_zoo_ci", "-c", "user.email=run_zoo_ci@localhost")
 

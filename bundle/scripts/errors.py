@@ -21,8 +21,8 @@ from nibabel.filebasedimages import ImageFileError
 
 __all__ = ["USER_ERRORS", "user_error", "exit_on_user_error", "one_line_errors"]
 
+# What bad input raises (wrong prompts or shapes, missing or unreadable files, an existing output, no weights).
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImageFileError)
-"""What bad input raises (wrong prompts or shapes, missing or unreadable files, an existing output, no weights)."""
 
 logger = logging.getLogger(__name__)
 

@@ -41,12 +41,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# Looked for in the weights folder in this order: the zoo's ``model.pt`` (what ``download_large_files`` writes, or a
+# converted or trained state_dict), the official checkpoint under its released name, and last the small demo model
+# shipped in git (``docs/demo_model.md``).
 WEIGHT_FILES = ("model.pt", "sam_med3d_turbo.pth", "demo_model.pt")
-"""Looked for in the weights folder in this order: the zoo's ``model.pt`` (what ``download_large_files`` writes, or a
-converted or trained state_dict), the official checkpoint under its released name, and last the small demo model shipped
-in git (``docs/demo_model.md``)."""
+# File name of the demo model.
 DEMO_WEIGHTS = "demo_model.pt"
-"""File name of the demo model."""
 
 
 def find_weights(ckpt_dir: str | os.PathLike) -> Path:

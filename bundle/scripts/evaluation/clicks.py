@@ -28,8 +28,8 @@ from ..inference.track import ObjectTrack
 
 __all__ = ["FIRST_CLICK_SEED", "error_regions", "sample_first_click", "simulate_clicks"]
 
+# Seed of ``np.random.seed`` in the reference's ``validate_paired_img_gt``.
 FIRST_CLICK_SEED = 233
-"""Seed of ``np.random.seed`` in the reference's ``validate_paired_img_gt``."""
 
 
 def sample_first_click(label: np.ndarray | torch.Tensor, rng: np.random.RandomState | None = None) -> np.ndarray:

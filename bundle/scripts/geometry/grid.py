@@ -32,8 +32,8 @@ __all__ = [
     "roi_to_original",
 ]
 
+# Positions this close (in voxels) below a half-integer round up like exact ties (float64 noise, not float32).
 TIE_TOLERANCE = 1e-9
-"""Positions this close (in voxels) below a half-integer round up like exact ties (float64 noise, not float32)."""
 
 
 def as_affine(affine: np.ndarray | torch.Tensor | Sequence[Sequence[float]]) -> np.ndarray:

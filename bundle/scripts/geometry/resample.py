@@ -24,8 +24,8 @@ from .grid import TIE_TOLERANCE, as_affine, check_image, spacing_from_affine, wi
 
 __all__ = ["TARGET_SPACING", "corner_aligned_grid", "resample_axis_aligned", "resample_to_spacing", "reorient_to_ras"]
 
+# Voxel size (mm) of the network input.
 TARGET_SPACING: tuple[float, float, float] = (1.5, 1.5, 1.5)
-"""Voxel size (mm) of the network input."""
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 _AXIS_TOLERANCE = 1e-6
 

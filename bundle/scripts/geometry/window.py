@@ -32,8 +32,8 @@ __all__ = [
     "add_to_grid",
 ]
 
+# Spatial size of the network input window.
 ROI_SIZE: tuple[int, int, int] = (128, 128, 128)
-"""Spatial size of the network input window."""
 
 
 def label_bbox_center(label: np.ndarray | torch.Tensor) -> np.ndarray:

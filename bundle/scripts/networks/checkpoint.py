@@ -36,10 +36,10 @@ __all__ = [
     "convert",
 ]
 
+# Key of the network's sizes in a container written by :func:`save_network` (beside ``model_state_dict``).
 NETWORK_CONFIG_KEY = "network_config"
-"""Key of the network's sizes in a container written by :func:`save_network` (beside ``model_state_dict``)."""
+# Decoder attention heads by decoder width (the released and demo models): the only size the weights do not show.
 DECODER_HEADS = {384: 8, 96: 4}
-"""Decoder attention heads by decoder width (the released and demo models): the only size the weights do not show."""
 
 _BLOCK = re.compile(r"image_encoder\.blocks\.(\d+)\.")
 _LAYER = re.compile(r"mask_decoder\.transformer\.layers\.(\d+)\.")

@@ -39,8 +39,8 @@ __all__ = ["IMAGE_SUFFIXES", "load_datalist", "check_grid", "case_classes", "pre
 
 logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+# Largest difference (mm) between image and label affine entries that still counts as the same grid.
 GRID_ATOL_MM = 1e-3
-"""Largest difference (mm) between image and label affine entries that still counts as the same grid."""
 
 
 def _strip_suffix(name: str) -> str | None:
