@@ -79,7 +79,7 @@ def child(case: str, repeats: int, workdir: Path) -> None:
         times.append(time.perf_counter() - start)
         workflow.finalize()
     peak_requests = peak_rss_mb()  # before the session builds a second network
-    session = InteractiveSession(SAMMed3D().eval(), str(image))
+    session = InteractiveSession(SAMMed3D().eval(), str(image), max_windows=1)  # as the requests above
     session.click(clicks[0])  # encodes the window
     further = []
     for step in range(1, 6):
