@@ -33,7 +33,7 @@ from monai.bundle import ConfigParser
 from scripts.networks import SAMMed3D
 from scripts.weights import find_weights, load_weights
 
-NAME = "sam_med3d"
+NAME = "sam_med3d_interactive_ct_mri"
 BUILDER = ROOT / "tools" / "build_bundle_zip.py"
 OFFICIAL_URL = "https://huggingface.co/blueyo0/SAM-Med3D/resolve/main/sam_med3d_turbo.pth"
 
@@ -140,7 +140,7 @@ def test_download_large_files_lands_the_official_container_loaded_as_it_is(insta
     shutil.copytree(installed, copy)
     config = yaml.safe_load((copy / "large_files.yml").read_text())
     (entry,) = config["large_files"]
-    assert entry["path"] == "models/sam_med3d_turbo.pth" and entry["url"] == OFFICIAL_URL  # as shipped
+    assert entry["path"] == "models/model.pt" and entry["url"] == OFFICIAL_URL  # as shipped: the zoo's name
 
     torch.manual_seed(1)
     state = SAMMed3D().state_dict()
@@ -153,10 +153,10 @@ def test_download_large_files_lands_the_official_container_loaded_as_it_is(insta
     command = [sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path", str(copy)]
     done = run(command, cwd=tmp_path / "elsewhere")
     assert done.returncode == 0, done.stderr[-3000:]
-    landed = copy / "models" / "sam_med3d_turbo.pth"
+    landed = copy / "models" / "model.pt"
     assert landed.is_file() and md5(landed) == entry["hash_val"]
     # no conversion: only the downloaded container (beside the demo model that ships with the bundle)
-    assert sorted(p.name for p in (copy / "models").iterdir()) == ["demo_model.pt", "sam_med3d_turbo.pth"]
+    assert sorted(p.name for p in (copy / "models").iterdir()) == ["demo_model.pt", "model.pt"]
 
     parser = ConfigParser()
     parser.read_config(str(copy / "configs" / "inference.json"))

@@ -20,7 +20,7 @@ files. The version is the one of
 From the repository root::
 
     python tools/build_bundle_zip.py --out_dir dist
-    python -m monai.bundle download --name sam_med3d --url file://$PWD/dist/sam_med3d_v<version>.zip --bundle_dir <dir>
+    python -m monai.bundle download --name sam_med3d_interactive_ct_mri --url file://$PWD/dist/sam_med3d_interactive_ct_mri_v<version>.zip --bundle_dir <dir>
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_NAME = "sam_med3d"
+DEFAULT_NAME = "sam_med3d_interactive_ct_mri"
 # Top-level folders of the bundle that are not packaged: outputs, and weights that ``large_files.yml`` fetches.
 EXCLUDED_FOLDERS = ("eval", "models")
 # Files of ``models/`` that are packaged all the same: the small demo model kept in git.
