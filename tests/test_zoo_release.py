@@ -52,7 +52,11 @@ def tracked_bundle_files() -> list[Path]:
 
 def bundle_pins() -> dict[str, str]:
     """Every version ``metadata.json`` pins, by distribution name."""
-    pins = {"monai": METADATA["monai_version"], "torch": METADATA["pytorch_version"], "numpy": METADATA["numpy_version"]}
+    pins = {
+        "monai": METADATA["monai_version"],
+        "torch": METADATA["pytorch_version"],
+        "numpy": METADATA["numpy_version"],
+    }
     return {**pins, **METADATA["required_packages_version"]}
 
 
@@ -65,7 +69,9 @@ def test_release_zip_names_no_path_outside_the_bundle(tmp_path):
                 continue
             for block in re.split(r"\n\s*\n", archive.read(name).decode("utf-8")):
                 if "source repository" not in block:  # a block that says where the path lives may name it
-                    dead += [f"{name}: {match.group(0)!r} in {block[:80]!r}" for match in REPOSITORY_ONLY.finditer(block)]
+                    dead += [
+                        f"{name}: {match.group(0)!r} in {block[:80]!r}" for match in REPOSITORY_ONLY.finditer(block)
+                    ]
     assert not dead, "the release names paths it does not hold:\n" + "\n".join(dead)
 
 
@@ -73,7 +79,9 @@ def test_bundle_pins_install_on_the_zoo_ci_python():
     python = RECORD["zoo_ci_python"]
     for name, version in bundle_pins().items():
         requires = RECORD["requires_python"][name][version]  # KeyError: a pin with no record, record it
-        assert SpecifierSet(requires).contains(python), f"{name}=={version} needs Python {requires}, the zoo CI has {python}"
+        assert SpecifierSet(requires).contains(
+            python
+        ), f"{name}=={version} needs Python {requires}, the zoo CI has {python}"
 
 
 def test_project_requirements_differ_from_the_bundle_pins_only_where_the_zoo_python_forces_it():
@@ -104,7 +112,9 @@ def test_text_files_end_with_one_newline_and_no_trailing_whitespace():
             bad.append(f"{path}: end of file")
         if b"\r" in data:
             bad.append(f"{path}: CR line ending")
-        bad += [f"{path}:{i}: trailing whitespace" for i, line in enumerate(data.split(b"\n"), 1) if line != line.rstrip()]
+        bad += [
+            f"{path}:{i}: trailing whitespace" for i, line in enumerate(data.split(b"\n"), 1) if line != line.rstrip()
+        ]
     assert not bad, "\n".join(bad)
 
 
@@ -116,7 +126,11 @@ def test_docstring_comes_first_and_only_once():
             continue
         body = ast.parse(path.read_text()).body
         for node in body[1:]:
-            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            if (
+                isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
                 bad.append(f"{path}:{node.lineno}")
     assert not bad, "module-level strings after code:\n" + "\n".join(bad)
 

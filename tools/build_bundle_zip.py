@@ -20,7 +20,8 @@ files. The version is the one of
 From the repository root::
 
     python tools/build_bundle_zip.py --out_dir dist
-    python -m monai.bundle download --name sam_med3d_interactive_ct_mri --url file://$PWD/dist/sam_med3d_interactive_ct_mri_v<version>.zip --bundle_dir <dir>
+    python -m monai.bundle download --name sam_med3d_interactive_ct_mri \\
+        --url file://$PWD/dist/sam_med3d_interactive_ct_mri_v<version>.zip --bundle_dir <dir>
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ copied into this repository. ``ci/run_premerge_cpu.sh`` deletes everything in ``
 
 Example (from the repository root; the interpreter must have MONAI, torch and the bundle's packages)::
 
-    python tools/run_zoo_ci.py --zoo /work/scratch/model-zoo --bundle bundle --name sam_med3d \\
+    python tools/run_zoo_ci.py --zoo <model-zoo snapshot> --bundle bundle --name sam_med3d_interactive_ct_mri \\
         --hooks_repo <clone of pre-commit/pre-commit-hooks> --log_dir zoo_ci_logs
 
 pre-commit is not needed in that interpreter: when it is missing, the script makes its own virtual environment

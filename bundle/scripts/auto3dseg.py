@@ -14,10 +14,10 @@ The template's ``train.py``, ``infer.py`` and ``validate.py`` are thin: they rea
 put its ``bundle_root`` (this bundle, as an absolute path) on ``sys.path`` and call this module, so the template runs
 the bundle's own ``configs/train.json``, network and automatic inferer instead of a second copy of them.
 
-The hyper-parameters (a flat mapping) are those written by the ``sammed3d`` template's ``algo.py`` (source repository); this module reads
-``bundle_root``, ``output_path``, ``data_list_file_path``, ``data_file_base_dir``, ``fold``, ``class_ids``,
-``num_class_prompts``, ``target_spacing``, ``roi_size``, ``network``, ``train`` (ids of ``train.json``),
-``num_epochs``, ``pretrained_checkpoint``, ``overlap``, ``infer_threshold`` and ``device``.
+The hyper-parameters (a flat mapping) are those written by the ``sammed3d`` template's ``algo.py`` (in the source
+repository); this module reads ``bundle_root``, ``output_path``, ``data_list_file_path``, ``data_file_base_dir``,
+``fold``, ``class_ids``, ``num_class_prompts``, ``target_spacing``, ``roi_size``, ``network``, ``train`` (ids of
+``train.json``), ``num_epochs``, ``pretrained_checkpoint``, ``overlap``, ``infer_threshold`` and ``device``.
 """
 
 from __future__ import annotations

@@ -62,7 +62,10 @@ def write_case(folder: str, index: int, shape: tuple[int, ...], spacing: tuple[f
     label[centre[0] + 2 : centre[0] + 12, centre[1] - 6 : centre[1] + 6, centre[2] - 4 : centre[2] + 4] = 2
     image = (rng.normal(0.0, 20.0, shape) + 300.0 * (label == 1) + 150.0 * (label == 2)).astype(np.float32)
     affine = np.diag([*spacing, 1.0])
-    paths = {"image": os.path.join(folder, f"image_{index}.nii.gz"), "label": os.path.join(folder, f"label_{index}.nii.gz")}
+    paths = {
+        "image": os.path.join(folder, f"image_{index}.nii.gz"),
+        "label": os.path.join(folder, f"label_{index}.nii.gz"),
+    }
     nib.save(nib.Nifti1Image(image, affine), paths["image"])
     nib.save(nib.Nifti1Image(label, affine), paths["label"])
     return paths
