@@ -62,6 +62,16 @@ def _import_bundle(bundle: Path):
     return scripts
 
 
+def _weights_named(conf: dict[str, str], bundle: Path) -> str:
+    """``"<weights file>: "`` for an error message, when the file is known."""
+    from scripts import find_weights  # noqa: PLC0415
+
+    try:
+        return f"{conf.get('weights') or find_weights(bundle / 'models')}: "
+    except FileNotFoundError:
+        return ""
+
+
 def _malformed_params(_: Request, error: json.JSONDecodeError) -> JSONResponse:
     return JSONResponse(
         status_code=400,
@@ -92,7 +102,7 @@ class SamMed3DApp(MONAILabelApp):
             self.max_windows = int(conf.get("max_windows", 8))
             self.network = scripts.load_network(self.bundle / "models", weights=conf.get("weights") or None, device=device)
         except USER_ERRORS as e:
-            _fail(str(e).strip().splitlines()[0])
+            _fail(f"{_weights_named(conf, self.bundle)}{str(e).strip().splitlines()[0]}")
         names = [n.strip() for n in conf.get("labels", "object").split(",") if n.strip()]
         self.label_ids = {name: i + 1 for i, name in enumerate(names)}
         metadata = json.loads((self.bundle / "configs" / "metadata.json").read_text())

@@ -89,6 +89,9 @@ class SamMed3DInfer(InferTask):
         self.cache = PreparedCache(self._prepare, cache_images, cache_mb, on_evict=self._forget_image)
         self._states: dict[tuple[str, str, str], _State] = {}
         self._lock = threading.Lock()
+        # answers are written here, not in the system's temp folder: a client on the same machine saves the file it
+        # receives under the same name in that folder, while MONAI Label deletes the server's copy after sending it
+        self._results = tempfile.mkdtemp(prefix="sam_med3d_answers_")
 
     def is_valid(self) -> bool:
         """Always valid: the network was loaded (strictly) when the app started."""
@@ -148,7 +151,8 @@ class SamMed3DInfer(InferTask):
         if roi is not None:
             mask = mask & roi
         iou = state.session.iou if state.clicks else float("nan")
-        file_name = _write_mask(mask, prepared.image.affine, extension, bool(request.get("result_compress", True)))
+        compress = bool(request.get("result_compress", True))
+        file_name = _write_mask(mask, prepared.image.affine, extension, compress, self._results)
         seconds = time.perf_counter() - start
         answer = {
             "label_names": {label: 1},
@@ -213,9 +217,10 @@ def _roi(value: object, shape: tuple[int, ...]) -> np.ndarray | None:
     return box
 
 
-def _write_mask(mask: np.ndarray, affine: torch.Tensor, extension: str, compress: bool) -> str:
-    """Write a 0/1 uint8 mask with the image's affine (NRRD: LPS, as ITK writes it); returns the file name."""
-    file_name = tempfile.NamedTemporaryFile(suffix=extension, delete=False).name
+def _write_mask(mask: np.ndarray, affine: torch.Tensor, extension: str, compress: bool, folder: str) -> str:
+    """Write a 0/1 uint8 mask with the image's affine (NRRD: LPS, as ITK writes it) in ``folder``; returns its name."""
+    with tempfile.NamedTemporaryFile(suffix=extension, prefix="mask_", dir=folder, delete=False) as f:
+        file_name = f.name
     writer = ITKWriter(output_dtype=np.uint8) if extension == ".nrrd" else NibabelWriter(output_dtype=np.uint8)
     writer.set_data_array(torch.from_numpy(mask.astype(np.uint8)), channel_dim=None)
     writer.set_metadata({"affine": affine, "original_affine": affine}, resample=False)
