@@ -100,7 +100,9 @@ class SamMed3DApp(MONAILabelApp):
             self.cache_images = int(conf.get("cache_images", 8))
             self.cache_mb = float(conf.get("cache_mb", 0))
             self.max_windows = int(conf.get("max_windows", 8))
-            self.network = scripts.load_network(self.bundle / "models", weights=conf.get("weights") or None, device=device)
+            self.network = scripts.load_network(
+                self.bundle / "models", weights=conf.get("weights") or None, device=device
+            )
         except USER_ERRORS as e:
             _fail(f"{_weights_named(conf, self.bundle)}{str(e).strip().splitlines()[0]}")
         names = [n.strip() for n in conf.get("labels", "object").split(",") if n.strip()]
@@ -155,8 +157,9 @@ class SamMed3DApp(MONAILabelApp):
                 "(GET /datastore/?output=all lists them; POST /datastore/?image=<id> adds one).",
             )
         studies = os.path.realpath(self.studies)
-        if not self.studies.startswith(("http://", "https://")) and os.path.commonpath(
-            [os.path.realpath(uri), studies]
-        ) != studies:
+        if (
+            not self.studies.startswith(("http://", "https://"))
+            and os.path.commonpath([os.path.realpath(uri), studies]) != studies
+        ):
             raise HTTPException(status_code=400, detail=f"error: the image {image_id!r} is outside the studies folder.")
         return super().infer(request, datastore)

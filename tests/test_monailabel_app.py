@@ -65,7 +65,6 @@ def _monailabel_path() -> str | None:
 
 EXTRA_PATH = _monailabel_path()
 from monailabel.client import MONAILabelClient  # noqa: E402
-from monailabel.client.client import MONAILabelClientException  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "monailabel_app"))
 from lib.cache import PreparedCache  # noqa: E402
@@ -82,11 +81,7 @@ def _start(app: Path, studies: Path, log: Path, *conf: str) -> tuple[subprocess.
     port = _free_port()
     cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), *conf]
-    env = {
-        **__import__("os").environ,
-        "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false",
-        "PYTHONPATH": EXTRA_PATH or "",
-    }
+    env = {**__import__("os").environ, "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "PYTHONPATH": EXTRA_PATH or ""}
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=app.parent)
     return proc, f"http://127.0.0.1:{port}"
 
@@ -223,7 +218,9 @@ def test_ohif_request_gets_an_lps_nrrd_on_the_images_grid(server, reference):
         "restore_label_idx": False,
     }
     answer = requests.post(
-        f"{server['url']}/infer/{MODEL}", params={"image": "example_ct", "output": "image"}, data={"params": json.dumps(params)}
+        f"{server['url']}/infer/{MODEL}",
+        params={"image": "example_ct", "output": "image"},
+        data={"params": json.dumps(params)},
     )
     assert answer.status_code == 200, answer.text
     path = server["root"] / "answer.nrrd"
@@ -280,7 +277,10 @@ def test_two_clients_alternating_on_two_images_get_what_they_get_alone(server, r
     one, two = MONAILabelClient(server["url"], client_id="one"), MONAILabelClient(server["url"], client_id="two")
     clicks_one, clicks_two = [[86, 43, 74], [84, 40, 76]], [MRI_CLICK, [88, 60, 15]]
     for step in range(2):
-        for client, image_id, image, clicks in ((one, "example_ct", DEMO_CT, clicks_one), (two, "example_mr_sm", MRI, clicks_two)):
+        for client, image_id, image, clicks in (
+            (one, "example_ct", DEMO_CT, clicks_one),
+            (two, "example_mr_sm", MRI, clicks_two),
+        ):
             mask_image, _ = _infer(client, image_id, clicks[: step + 1])
             expected, _ = reference(image, [(p, True) for p in clicks[: step + 1]])
             np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected)
@@ -333,7 +333,17 @@ def test_wrong_weights_are_refused_at_start_with_one_line(tmp_path):
     studies = tmp_path / "studies"
     studies.mkdir()
     log = tmp_path / "server.log"
-    proc, _ = _start(_app_copy(tmp_path), studies, log, "--conf", "bundle", str(BUNDLE), "--conf", "weights", str(tmp_path / "wrong.pt"))
+    proc, _ = _start(
+        _app_copy(tmp_path),
+        studies,
+        log,
+        "--conf",
+        "bundle",
+        str(BUNDLE),
+        "--conf",
+        "weights",
+        str(tmp_path / "wrong.pt"),
+    )
     try:
         assert proc.wait(240) != 0
     finally:
@@ -375,7 +385,8 @@ def test_image_cache_evicts_the_least_recently_used_and_logs_it(tmp_path, caplog
     dropped = []
     cache = PreparedCache(lambda p: _Fake(1.0), max_images=2, on_evict=dropped.append)
     with caplog.at_level(logging.INFO, logger="lib.cache"):
-        cache.get(paths[0]), cache.get(paths[1]), cache.get(paths[0]), cache.get(paths[2])
+        for i in (0, 1, 0, 2):
+            cache.get(paths[i])
     assert dropped == [paths[1]] and paths[1] in caplog.text and "evicted" in caplog.text
     assert cache.get(paths[0])[1] is False and cache.encoder_calls == 3
     by_mb = PreparedCache(lambda p: _Fake(1.0), max_images=10, max_mb=2.5)

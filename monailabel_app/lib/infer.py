@@ -25,11 +25,12 @@ from fastapi import HTTPException
 from monai.data import ITKWriter, NibabelWriter
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from lib.cache import PreparedCache
-from lib.clicks import Click, ClickChange, diff_clicks, parse_clicks
 from scripts.errors import user_error
 from scripts.inference import ClickWindowInferer, InteractiveSession, PreparedImage
 from scripts.inference.image_input import as_image
+
+from .cache import PreparedCache
+from .clicks import Click, ClickChange, diff_clicks, parse_clicks
 
 __all__ = ["SamMed3DInfer"]
 
