@@ -146,9 +146,10 @@ class SamMed3DInfer(InferTask):
             state = _State(InteractiveSession.on_prepared(prepared, self.inferer))
         encoded_before = self.cache.encoder_calls
         change = diff_clicks(state.clicks, clicks)
-        state = _apply(state, change, prepared, self.inferer)
+        state, mask = _apply(state, change, prepared, self.inferer)
         self._states[key] = state
-        mask = state.session.mask if state.clicks else np.zeros(shape, dtype=bool)
+        if mask is None:
+            mask = state.session.mask if state.clicks else np.zeros(shape, dtype=bool)
         if roi is not None:
             mask = mask & roi
         iou = state.session.iou if state.clicks else float("nan")
@@ -176,33 +177,36 @@ class SamMed3DInfer(InferTask):
         return file_name, answer
 
 
-def _apply(state: _State, change: ClickChange, prepared: PreparedImage, inferer: ClickWindowInferer) -> _State:
-    """The state after ``change``: clicks added to the session, the latest undone, or a fresh session replayed."""
-    session = state.session
+def _apply(
+    state: _State, change: ClickChange, prepared: PreparedImage, inferer: ClickWindowInferer
+) -> tuple[_State, np.ndarray | None]:
+    """The state after ``change`` (clicks added to the session, the latest undone, or a fresh session replayed) and
+    the mask when it was already computed on the way (``None``: read it from the session)."""
+    session, mask = state.session, None
     if change.kind == "unchanged":
-        return state
+        return state, None
     if change.kind == "reset":
         session.reset()
-        return _State(session, [])
+        return _State(session, []), None
     if change.kind == "added":
         done = 0
         try:
             for point, positive in change.added:
-                session.click(point, positive=bool(positive))
+                mask = session.click(point, positive=bool(positive))
                 done += 1
         except ValueError:
             for _ in range(done):
                 session.undo()
             raise
-        return _State(session, change.clicks)
+        return _State(session, change.clicks), mask
     if change.kind == "removed" and change.undo:
         for _ in range(change.undo):
-            session.undo()
-        return _State(session, change.clicks)
+            mask = session.undo()
+        return _State(session, change.clicks), mask
     fresh = InteractiveSession.on_prepared(prepared, inferer)  # replay the remaining clicks in the order made
     for point, positive in change.clicks:
-        fresh.click(point, positive=bool(positive))
-    return _State(fresh, change.clicks)
+        mask = fresh.click(point, positive=bool(positive))
+    return _State(fresh, change.clicks), mask
 
 
 def _roi(value: object, shape: tuple[int, ...]) -> np.ndarray | None:
