@@ -302,6 +302,7 @@ def test_bad_requests_get_one_line_http_errors_and_the_server_stays_up(server, r
         ("example_ct", "{'foreground': [[1, 2, 3]]"),
         ("broken", {"foreground": [[1, 2, 3]]}),
         ("example_ct", {"foreground": [], "background": [[86, 43, 74]]}),
+        ("example_ct", {"foreground": [[86, 43, 74]], "roi": [1, 2, 3]}),
     ]
     for image_id, params in bad:
         data = {"params": params if isinstance(params, str) else json.dumps(params)}
@@ -313,6 +314,16 @@ def test_bad_requests_get_one_line_http_errors_and_the_server_stays_up(server, r
     expected, _ = reference(DEMO_CT, [([86, 43, 74], True), ([84, 40, 76], True)])
     np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected)
     assert not answer["image_prepared"] and answer["encoded_now"] == 0  # the cache survived
+
+
+def test_slicer_roi_clips_the_mask_to_its_box(server, reference):
+    roi = [90, 80, 30, 60, 70, 78]  # Slicer's [i0, i1, j0, j1, k0, k1]; pairs not sorted for flipped axes
+    mask_image, answer = _infer(MONAILabelClient(server["url"], client_id="roi"), "example_ct", [[86, 43, 74]], roi=roi)
+    expected, _ = reference(DEMO_CT, [([86, 43, 74], True)])
+    box = np.zeros_like(expected)
+    box[80:91, 30:61, 70:79] = True
+    np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected & box)
+    assert 0 < answer["voxels"] < expected.sum()
 
 
 def test_upload_image_then_click_and_save_label(server, reference, tmp_path):
