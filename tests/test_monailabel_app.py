@@ -38,10 +38,13 @@ from scripts import InteractiveSession, load_network
 from scripts.inference import ClickWindowInferer
 from scripts.inference.image_input import as_image
 
+# The studies: the demo CT (README's main job), a small CT (a second image) and the shipped MRI (LPS).
 DEMO_CT = BUNDLE / "sample_data" / "example_ct.nii.gz"
 SMALL_CT = DATA / "totalsegmentator" / "example_ct_sm.nii.gz"
-MRI = DATA / "totalsegmentator" / "example_mr_sm.nii.gz"  # LPS
+MRI = DATA / "totalsegmentator" / "example_mr_sm.nii.gz"
+# Where the tests install requirements-monailabel.txt when MONAI Label is not installed.
 SITE = ROOT / ".monailabel_site"
+# The app's model name.
 MODEL = "sam_med3d"
 # README's main job: (object, click, value in the label map), in the request's order.
 MAIN_JOB = (("kidney_right", [86, 43, 74], 2), ("urinary_bladder", [59, 53, 18], 21))
