@@ -22,6 +22,7 @@ from monai.data import MetaTensor
 from ..geometry import as_affine
 from .image_input import as_image
 from .inferer import ClickWindowInferer
+from .prepared import PreparedImage
 from .prompts import voxel_points
 from .track import ObjectTrack
 
@@ -70,6 +71,21 @@ class InteractiveSession:
         self.inferer = inferer or ClickWindowInferer(max_windows=max_windows)
         self.prepared = self.inferer.prepare(as_image(image, affine, spacing, axcodes), network)
         self.track = ObjectTrack(self.prepared, self.inferer.max_windows)
+
+    @classmethod
+    def on_prepared(cls, prepared: PreparedImage, inferer: ClickWindowInferer | None = None) -> InteractiveSession:
+        """A session on an image already prepared by ``inferer.prepare``: it shares the image's encoded windows with
+        every other session on it (a server's sessions per client and label on one cached image).
+
+        Args:
+            prepared: the image, prepared once (``ClickWindowInferer.prepare``).
+            inferer: the inferer that prepared it (supplies ``max_windows``; default ``ClickWindowInferer()``).
+        """
+        session = cls.__new__(cls)
+        session.inferer = inferer or ClickWindowInferer()
+        session.prepared = prepared
+        session.track = ObjectTrack(prepared, session.inferer.max_windows)
+        return session
 
     @property
     def image(self) -> MetaTensor:

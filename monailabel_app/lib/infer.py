@@ -1,0 +1,236 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The click task: viewer clicks -> the bundle's interactive session per (client, image, label) -> a mask file."""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from fastapi import HTTPException
+from monai.data import ITKWriter, NibabelWriter
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+
+from scripts.errors import user_error
+from scripts.inference import ClickWindowInferer, InteractiveSession, PreparedImage
+from scripts.inference.image_input import as_image
+
+from .cache import PreparedCache
+from .clicks import Click, ClickChange, diff_clicks, parse_clicks
+
+__all__ = ["SamMed3DInfer"]
+
+logger = logging.getLogger(__name__)
+
+# File types a mask can be returned as (``result_extension``); OHIF asks for ".nrrd".
+RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd")
+
+
+@dataclass
+class _State:
+    """One client's object on one image and label: the session and its clicks in the order they were made."""
+
+    session: InteractiveSession
+    clicks: list[Click] = field(default_factory=list)
+
+
+def _bad_request(message: str, status: int = 400) -> HTTPException:
+    return HTTPException(status_code=status, detail=f"error: {message}")
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+class SamMed3DInfer(InferTask):
+    """SAM-Med3D clicks for 3D Slicer and OHIF: a ``deepgrow`` model of dimension 3.
+
+    A request carries ``foreground`` and ``background`` voxel indices of the image as the server stores it, and
+    ``label``; the answer is the object's mask on the image's own grid (NIfTI, or NRRD with
+    ``result_extension: ".nrrd"``) and, in its JSON, the decoder's predicted IoU. State is kept per client, image and
+    label: a request is compared with the clicks of the last answer (a click added, removed, or a reset), so a
+    further click is one decoder pass per window it touches, on windows encoded once per image.
+
+    Args:
+        network: the bundle's network (``scripts.load_network``).
+        labels: the label names the viewers list.
+        cache_images: the most prepared images kept.
+        cache_mb: the most megabytes of prepared images kept (0: no bound).
+        max_windows: windows per object, as ``inference.json``'s ``max_windows``.
+        description: shown by the viewers.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        labels: dict[str, int],
+        cache_images: int = 8,
+        cache_mb: float = 0.0,
+        max_windows: int = 8,
+        description: str = "SAM-Med3D: click-prompted 3-D segmentation of CT and MRI",
+    ) -> None:
+        super().__init__(type=InferType.DEEPGROW, labels=labels, dimension=3, description=description)
+        self.network = network
+        self.inferer = ClickWindowInferer(max_windows=max_windows)
+        self.cache = PreparedCache(self._prepare, cache_images, cache_mb, on_evict=self._forget_image)
+        self._states: dict[tuple[str, str, str], _State] = {}
+        self._lock = threading.Lock()
+        # answers are written here, not in the system's temp folder: a client on the same machine saves the file it
+        # receives under the same name in that folder, while MONAI Label deletes the server's copy after sending it
+        self._results = tempfile.mkdtemp(prefix="sam_med3d_answers_")
+
+    def is_valid(self) -> bool:
+        """Always valid: the network was loaded (strictly) when the app started."""
+        return True
+
+    def _prepare(self, path: str) -> PreparedImage:
+        try:
+            image = as_image(path)
+        except Exception as e:  # an unreadable or non-image file
+            raise _bad_request(f"cannot read the image {path}: {_one_line(e)}") from None
+        try:
+            return self.inferer.prepare(image, self.network)
+        except ValueError as e:  # not a one-channel 3-D image
+            raise _bad_request(f"{path}: {e}") from None
+
+    def _forget_image(self, path: str) -> None:
+        for key in [k for k in self._states if k[1] == path]:
+            del self._states[key]
+
+    def __call__(self, request: dict) -> tuple[str, dict]:
+        """Answer one click request (see the class docstring); HTTP 400 with one ``error:`` line on bad input."""
+        with self._lock:
+            try:
+                return self._infer(request)
+            except HTTPException:
+                raise
+            except Exception as e:
+                cause = user_error(e)
+                if cause is None:
+                    logger.exception("click request failed")
+                    raise _bad_request(_one_line(e), status=500) from None
+                raise _bad_request(_one_line(cause)) from None
+
+    def _infer(self, request: dict) -> tuple[str, dict]:
+        start = time.perf_counter()
+        path = str(request["image"])
+        extension = str(request.get("result_extension") or ".nii.gz")
+        if extension not in RESULT_EXTENSIONS:
+            raise _bad_request(f"result_extension must be one of {', '.join(RESULT_EXTENSIONS)}, got {extension!r}.")
+        client = str(request.get("client_id") or "")
+        label = str(request.get("label") or next(iter(self.labels), "object"))
+        prepared, fresh = self.cache.get(path)
+        shape = tuple(int(s) for s in prepared.image.shape[1:])
+        clicks = parse_clicks(request, shape)
+        roi = _roi(request.get("roi"), shape)
+        for key in [k for k in self._states if k[0] == client and k[1] != path]:  # a new image starts fresh
+            del self._states[key]
+        key = (client, path, label)
+        state = self._states.get(key)
+        if state is None or state.session.prepared is not prepared or request.get("reset_state"):
+            state = _State(InteractiveSession.on_prepared(prepared, self.inferer))
+        encoded_before = self.cache.encoder_calls
+        change = diff_clicks(state.clicks, clicks)
+        state, mask = _apply(state, change, prepared, self.inferer)
+        self._states[key] = state
+        if mask is None:
+            mask = state.session.mask if state.clicks else np.zeros(shape, dtype=bool)
+        if roi is not None:
+            mask = mask & roi
+        iou = state.session.iou if state.clicks else float("nan")
+        compress = bool(request.get("result_compress", True))
+        file_name = _write_mask(mask, prepared.image.affine, extension, compress, self._results)
+        seconds = time.perf_counter() - start
+        answer = {
+            "label_names": {label: 1},
+            "iou": None if math.isnan(iou) else round(iou, 6),
+            "clicks": len(state.clicks),
+            "change": change.kind,
+            "voxels": int(mask.sum()),
+            "windows": len(state.session.track.windows),
+            "image_prepared": fresh,
+            "encoder_calls": self.cache.encoder_calls,
+            "encoded_now": self.cache.encoder_calls - encoded_before,
+            "cached_images": len(self.cache),
+            "latencies": {"total": round(seconds, 4)},
+        }
+        logger.info(
+            f"click request ({change.kind}) on {path}, label '{label}', client '{client}': {len(state.clicks)} "
+            f"click(s), {answer['voxels']} voxels, IoU {answer['iou']}, {answer['encoded_now']} encoder pass(es) "
+            f"({answer['encoder_calls']} since start), {seconds:.3f} s"
+        )
+        return file_name, answer
+
+
+def _apply(
+    state: _State, change: ClickChange, prepared: PreparedImage, inferer: ClickWindowInferer
+) -> tuple[_State, np.ndarray | None]:
+    """The state after ``change`` (clicks added to the session, the latest undone, or a fresh session replayed) and
+    the mask when it was already computed on the way (``None``: read it from the session)."""
+    session, mask = state.session, None
+    if change.kind == "unchanged":
+        return state, None
+    if change.kind == "reset":
+        session.reset()
+        return _State(session, []), None
+    if change.kind == "added":
+        done = 0
+        try:
+            for point, positive in change.added:
+                mask = session.click(point, positive=bool(positive))
+                done += 1
+        except ValueError:
+            for _ in range(done):
+                session.undo()
+            raise
+        return _State(session, change.clicks), mask
+    if change.kind == "removed" and change.undo:
+        for _ in range(change.undo):
+            mask = session.undo()
+        return _State(session, change.clicks), mask
+    fresh = InteractiveSession.on_prepared(prepared, inferer)  # replay the remaining clicks in the order made
+    for point, positive in change.clicks:
+        mask = fresh.click(point, positive=bool(positive))
+    return _State(fresh, change.clicks), mask
+
+
+def _roi(value: object, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Slicer's ROI ``[i0, i1, j0, j1, k0, k1]`` (corners inclusive, either order) as a mask, or ``None``."""
+    if value is None or value == []:
+        return None
+    if not isinstance(value, list) or len(value) != 6 or not all(isinstance(v, int) for v in value):
+        raise _bad_request(f"'roi' must be six integers [i0, i1, j0, j1, k0, k1], got {value!r}.")
+    box = np.zeros(shape, dtype=bool)
+    lo = [max(0, min(value[2 * a], value[2 * a + 1])) for a in range(3)]
+    hi = [min(shape[a], max(value[2 * a], value[2 * a + 1]) + 1) for a in range(3)]
+    box[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+    return box
+
+
+def _write_mask(mask: np.ndarray, affine: torch.Tensor, extension: str, compress: bool, folder: str) -> str:
+    """Write a 0/1 uint8 mask with the image's affine (NRRD: LPS, as ITK writes it) in ``folder``; returns its name."""
+    with tempfile.NamedTemporaryFile(suffix=extension, prefix="mask_", dir=folder, delete=False) as f:
+        file_name = f.name
+    writer = ITKWriter(output_dtype=np.uint8) if extension == ".nrrd" else NibabelWriter(output_dtype=np.uint8)
+    writer.set_data_array(torch.from_numpy(mask.astype(np.uint8)), channel_dim=None)
+    writer.set_metadata({"affine": affine, "original_affine": affine}, resample=False)
+    if extension == ".nrrd":
+        writer.write(file_name, verbose=False, compression=compress)
+    else:
+        writer.write(file_name, verbose=False)
+    return file_name

@@ -1,0 +1,165 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""MONAI Label app serving the SAM-Med3D bundle to 3D Slicer and OHIF as a ``deepgrow`` (click) model.
+
+Start it with ``python -m monailabel.main start_server --app monailabel_app --studies <folder> --host 127.0.0.1
+--port 8000``. Options (``--conf <name> <value>``): ``bundle`` (default: ``bundle/`` next to this folder; any
+installed copy of the bundle, e.g. a Model Zoo download), ``weights`` (a weights file instead of the bundle's lookup),
+``labels`` (comma-separated names the viewers list, default ``object``), ``cache_images`` (prepared images kept,
+default 8), ``cache_mb`` (megabytes kept, default 0 = no bound), ``max_windows`` (default 8, as ``inference.json``),
+``device`` (default ``cpu``, or ``cuda`` when available). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+
+logger = logging.getLogger(__name__)
+
+# This app's folder (``lib/`` is imported from it).
+APP_DIR = Path(__file__).resolve().parent
+# The bundle served when no ``bundle`` option is given: the repository's ``bundle/`` next to this app.
+DEFAULT_BUNDLE = APP_DIR.parent / "bundle"
+# The model's name in /info/ and in /infer/<model>.
+MODEL_NAME = "sam_med3d"
+
+
+def _fail(message: str) -> None:
+    """End the server at start with one ``error:`` line (a traceback from the start-up hook would bury it)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(1)
+
+
+def _import_bundle(bundle: Path):
+    """Put the bundle's root on ``sys.path`` (as its configs' ``scripts`` id does) and return its ``scripts``."""
+    if not (bundle / "scripts" / "__init__.py").is_file():
+        _fail(f"{bundle} is not the SAM-Med3D bundle (no scripts/ there): pass --conf bundle <bundle folder>.")
+    sys.path.insert(0, str(bundle))
+    import scripts  # noqa: PLC0415 (the bundle is found only now)
+
+    return scripts
+
+
+def _weights_named(conf: dict[str, str], bundle: Path) -> str:
+    """``"<weights file>: "`` for an error message, when the file is known."""
+    from scripts import find_weights  # noqa: PLC0415
+
+    try:
+        return f"{conf.get('weights') or find_weights(bundle / 'models')}: "
+    except FileNotFoundError:
+        return ""
+
+
+def _malformed_params(_: Request, error: json.JSONDecodeError) -> JSONResponse:
+    return JSONResponse(
+        status_code=400,
+        content={"detail": f"error: the request's params are not valid JSON ({error.msg} at character {error.pos})."},
+    )
+
+
+class SamMed3DApp(MONAILabelApp):
+    """The app: one click model, ``sam_med3d``, over the bundle's interactive session; no trainer.
+
+    Args:
+        app_dir: this folder.
+        studies: the studies folder (or a DICOMweb URL).
+        conf: the ``--conf`` options (see the module docstring).
+    """
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        if str(APP_DIR) not in sys.path:  # MONAI Label loads main.py from its path; lib/ is found beside it
+            sys.path.insert(0, str(APP_DIR))
+        self.bundle = Path(conf.get("bundle") or DEFAULT_BUNDLE).expanduser().resolve()
+        scripts = _import_bundle(self.bundle)
+        from scripts.errors import USER_ERRORS  # noqa: PLC0415
+
+        device = conf.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            self.cache_images = int(conf.get("cache_images", 8))
+            self.cache_mb = float(conf.get("cache_mb", 0))
+            self.max_windows = int(conf.get("max_windows", 8))
+            self.network = scripts.load_network(
+                self.bundle / "models", weights=conf.get("weights") or None, device=device
+            )
+        except USER_ERRORS as e:
+            _fail(f"{_weights_named(conf, self.bundle)}{str(e).strip().splitlines()[0]}")
+        names = [n.strip() for n in conf.get("labels", "object").split(",") if n.strip()]
+        self.label_ids = {name: i + 1 for i, name in enumerate(names)}
+        metadata = json.loads((self.bundle / "configs" / "metadata.json").read_text())
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="SAM-Med3D",
+            description=metadata.get("description", "SAM-Med3D"),
+            version=metadata.get("version", ""),
+            labels=self.label_ids,
+        )
+
+    def init_infers(self) -> dict[str, InferTask]:
+        """The click model (``deepgrow``, dimension 3)."""
+        from lib.infer import SamMed3DInfer  # noqa: PLC0415 (needs the bundle on sys.path)
+
+        try:
+            task = SamMed3DInfer(self.network, self.label_ids, self.cache_images, self.cache_mb, self.max_windows)
+        except ValueError as e:
+            _fail(str(e))
+        return {MODEL_NAME: task}
+
+    def init_strategies(self) -> dict[str, Strategy]:
+        """Which image to annotate next."""
+        return {"first": First(), "random": Random()}
+
+    def on_init_complete(self) -> None:
+        """Malformed ``params`` JSON gets an HTTP 400 with one line (MONAI Label would answer a bare 500)."""
+        super().on_init_complete()
+        from monailabel.app import app  # noqa: PLC0415 (the server's FastAPI app, imported by the server itself)
+
+        app.add_exception_handler(json.JSONDecodeError, _malformed_params)
+        app.middleware_stack = None  # rebuilt with the handler on the next request
+
+    def infer(self, request: dict, datastore=None) -> dict:
+        """Refuse image ids that are not images of the datastore (unknown, or a path out of the studies folder).
+
+        Args:
+            request: the infer request (``model``, ``image`` id, the click parameters).
+            datastore: the datastore (default: the app's).
+        """
+        image_id = request.get("image")
+        store = datastore or self.datastore()
+        uri = store.get_image_uri(image_id) if isinstance(image_id, str) and image_id else ""
+        if not uri:
+            raise HTTPException(
+                status_code=404,
+                detail=f"error: no image {image_id!r} in the datastore: give the id of a stored image "
+                "(GET /datastore/?output=all lists them; POST /datastore/?image=<id> adds one).",
+            )
+        studies = os.path.realpath(self.studies)
+        if (
+            not self.studies.startswith(("http://", "https://"))
+            and os.path.commonpath([os.path.realpath(uri), studies]) != studies
+        ):
+            raise HTTPException(status_code=400, detail=f"error: the image {image_id!r} is outside the studies folder.")
+        return super().infer(request, datastore)

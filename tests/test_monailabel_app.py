@@ -1,0 +1,409 @@
+# Copyright (c) 2026 SAM-Med3D MONAI bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The MONAI Label app (``monailabel_app/``): a real server on 127.0.0.1, driven by the class 3D Slicer uses.
+
+The server runs as a subprocess on a free port and is always stopped afterwards. Masks are compared voxel for voxel
+with the command line (``inference.json``) and with fresh sessions fed the same clicks in the order made.
+MONAI Label needs ``pip install --no-deps -r requirements-monailabel.txt`` (README); when it is not installed, the
+tests install exactly that file into ``.monailabel_site/`` at the repository root (the environment itself, torch,
+MONAI and numpy included, is left as it is).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import BUNDLE, DATA, ROOT
+
+from scripts import InteractiveSession, load_network
+from scripts.inference import ClickWindowInferer
+from scripts.inference.image_input import as_image
+
+# The studies: the demo CT (README's main job), a small CT (a second image) and the shipped MRI (LPS).
+DEMO_CT = BUNDLE / "sample_data" / "example_ct.nii.gz"
+SMALL_CT = DATA / "totalsegmentator" / "example_ct_sm.nii.gz"
+MRI = DATA / "totalsegmentator" / "example_mr_sm.nii.gz"
+# Where the tests install requirements-monailabel.txt when MONAI Label is not installed.
+SITE = ROOT / ".monailabel_site"
+# The app's model name.
+MODEL = "sam_med3d"
+# README's main job: (object, click, value in the label map), in the request's order.
+MAIN_JOB = (("kidney_right", [86, 43, 74], 2), ("urinary_bladder", [59, 53, 18], 21))
+MRI_CLICK = [90, 61, 16]  # inside label 1 of example_seg_mr
+
+
+def _monailabel_path() -> str | None:
+    """Make ``monailabel`` importable; returns the folder it was installed into, if the tests installed it."""
+    try:
+        import monailabel  # noqa: F401
+
+        return None
+    except ImportError:
+        pass
+    if not (SITE / "monailabel").is_dir():
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(SITE)]
+        subprocess.run(cmd + ["-r", str(ROOT / "requirements-monailabel.txt")], check=True)
+    sys.path.append(str(SITE))
+    return str(SITE)
+
+
+EXTRA_PATH = _monailabel_path()
+from monailabel.client import MONAILabelClient  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "monailabel_app"))
+from lib.cache import PreparedCache  # noqa: E402
+from lib.clicks import diff_clicks  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(app: Path, studies: Path, log: Path, *conf: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), *conf]
+    env = {**__import__("os").environ, "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "PYTHONPATH": EXTRA_PATH or ""}
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=app.parent)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _wait_up(proc: subprocess.Popen, url: str, log: Path, timeout: float = 240) -> None:
+    import requests
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server ended at start:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(f"{url}/info/", timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"the server did not answer /info/ in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _app_copy(root: Path) -> Path:
+    """The app in a temp folder (the server writes logs/, model/, bin/ into its app folder)."""
+    app = root / "monailabel_app"
+    shutil.copytree(ROOT / "monailabel_app", app, ignore=shutil.ignore_patterns("logs", "model", "bin", "__pycache__"))
+    return app
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A running server on a studies folder with the demo CT, a small CT, the MRI and an unreadable file."""
+    root = tmp_path_factory.mktemp("monailabel")
+    studies = root / "studies"
+    studies.mkdir()
+    for image in (DEMO_CT, SMALL_CT, MRI):
+        shutil.copy(image, studies / image.name)
+    (studies / "broken.nii.gz").write_bytes(b"not an image")
+    log = root / "server.log"
+    proc, url = _start(_app_copy(root), studies, log, "--conf", "bundle", str(BUNDLE))
+    try:
+        _wait_up(proc, url, log)
+        yield {"url": url, "studies": studies, "log": log, "root": root}
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def network():
+    torch.set_num_threads(1)
+    return load_network(BUNDLE / "models")  # the lookup the server uses
+
+
+@pytest.fixture(scope="module")
+def reference(network):
+    """Fresh sessions on images prepared once in this process: ``reference(image, clicks) -> (mask, iou)``."""
+    prepared = {}
+
+    def run(image: Path, clicks: list) -> tuple[np.ndarray, float]:
+        if image not in prepared:
+            prepared[image] = ClickWindowInferer().prepare(as_image(image), network)
+        session = InteractiveSession.on_prepared(prepared[image])
+        for point, positive in clicks:
+            session.click(point, positive=positive)
+        return session.mask, session.iou
+
+    return run
+
+
+def _infer(client, image_id: str, foreground: list, background: list = (), label: str = "object", **extra):
+    params = {"foreground": list(foreground), "background": list(background), "label": label, **extra}
+    file_name, answer = client.infer(MODEL, image_id, params)
+    answer = json.loads(answer) if isinstance(answer, str) else answer
+    return nib.load(file_name), answer
+
+
+def _command_line(tmp_path: Path, input_dict: str) -> Path:
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json"]
+    cmd += ["--output_dir", str(tmp_path), "--input_dict", input_dict]
+    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace")
+    assert done.returncode == 0, done.stderr[-2000:]
+    (written,) = tmp_path.glob("*_seg.nii.gz")
+    return written
+
+
+def _assert_on_grid(mask_image, image: Path) -> None:
+    source = nib.load(image)
+    assert mask_image.shape == source.shape
+    np.testing.assert_allclose(mask_image.affine, source.affine, atol=1e-5)
+
+
+def test_info_lists_a_deepgrow_model_of_dimension_3(server):
+    info = MONAILabelClient(server["url"]).info()
+    model = info["models"][MODEL]
+    assert model["type"] == "deepgrow"
+    assert model["dimension"] == 3
+    assert model["labels"] == {"object": 1}
+
+
+@pytest.mark.slow
+def test_demo_ct_clicks_give_the_command_lines_label_map(server, tmp_path):
+    written = _command_line(tmp_path, "None")  # README's main job: inference.json's own input_dict
+    expected = np.asarray(nib.load(written).dataobj)
+    report = json.loads(next(tmp_path.glob("*_objects.json")).read_text())["objects"]
+    client = MONAILabelClient(server["url"], client_id="main-job")
+    label_map = np.zeros(expected.shape, dtype=np.uint8)
+    for (name, click, value), record in zip(MAIN_JOB, report):
+        mask_image, answer = _infer(client, "example_ct", [click], label=name)
+        _assert_on_grid(mask_image, DEMO_CT)
+        label_map[np.asarray(mask_image.dataobj) > 0] = value
+        assert answer["iou"] == pytest.approx(record["iou"], abs=1e-5)
+    np.testing.assert_array_equal(label_map, expected)
+    assert (expected == 2).sum() > 100 and (expected == 21).sum() > 100
+
+
+def test_ohif_request_gets_an_lps_nrrd_on_the_images_grid(server, reference):
+    import nrrd
+    import requests
+    from monai.transforms import LoadImage
+
+    params = {
+        "foreground": [MAIN_JOB[0][1]],
+        "background": [],
+        "result_extension": ".nrrd",
+        "result_dtype": "uint8",
+        "result_compress": False,
+        "restore_label_idx": False,
+    }
+    answer = requests.post(
+        f"{server['url']}/infer/{MODEL}",
+        params={"image": "example_ct", "output": "image"},
+        data={"params": json.dumps(params)},
+    )
+    assert answer.status_code == 200, answer.text
+    path = server["root"] / "answer.nrrd"
+    path.write_bytes(answer.content)
+    header = nrrd.read_header(str(path))
+    assert header["space"] == "left-posterior-superior"
+    assert header["type"] in ("uint8", "unsigned char")
+    loaded = LoadImage(image_only=True)(str(path))
+    np.testing.assert_allclose(loaded.affine.numpy(), nib.load(DEMO_CT).affine, atol=1e-4)
+    expected, _ = reference(DEMO_CT, [(MAIN_JOB[0][1], True)])
+    np.testing.assert_array_equal(loaded.numpy() > 0, expected)
+
+
+@pytest.mark.slow
+def test_mri_lps_click_gives_the_command_lines_label_map(server, tmp_path):
+    written = _command_line(tmp_path, f"{{'image': '{MRI}', 'points': [{MRI_CLICK}], 'point_labels': [1]}}")
+    mask_image, answer = _infer(MONAILabelClient(server["url"], client_id="mri"), "example_mr_sm", [MRI_CLICK])
+    _assert_on_grid(mask_image, MRI)
+    expected = np.asarray(nib.load(written).dataobj) > 0
+    assert expected.sum() > 0
+    np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected)
+
+
+def test_further_clicks_remove_reset_switch_label_and_image(server, reference):
+    client = MONAILabelClient(server["url"], client_id="editor")
+    a, b, c, d = [86, 43, 74], [88, 47, 74], [84, 40, 76], [59, 53, 18]
+
+    def check(image_id, image, fg, bg, clicks, change, label="object"):
+        mask_image, answer = _infer(client, image_id, fg, bg, label=label)
+        expected, iou = reference(image, clicks)
+        np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected)
+        assert answer["change"] == change and answer["clicks"] == len(clicks)
+        if clicks:
+            assert answer["iou"] == pytest.approx(iou, abs=1e-5)
+        return answer
+
+    first = check("example_ct", DEMO_CT, [a], [], [(a, True)], "added")
+    second = check("example_ct", DEMO_CT, [a], [b], [(a, True), (b, False)], "added")
+    assert second["encoded_now"] == 0 and second["encoder_calls"] == first["encoder_calls"]  # a decoder pass only
+    assert not second["image_prepared"]
+    check("example_ct", DEMO_CT, [c, a], [b], [(a, True), (b, False), (c, True)], "added")
+    check("example_ct", DEMO_CT, [c, a], [], [(a, True), (c, True)], "removed")  # not the latest: replayed
+    check("example_ct", DEMO_CT, [a], [], [(a, True)], "removed")  # the latest: undone
+    empty = check("example_ct", DEMO_CT, [], [], [], "reset")
+    assert empty["voxels"] == 0
+    check("example_ct", DEMO_CT, [d], [], [(d, True)], "added")
+    check("example_ct", DEMO_CT, [a], [], [(a, True)], "added", label="other")  # a new label starts fresh
+    check("example_ct", DEMO_CT, [d, c], [], [(d, True), (c, True)], "added")  # the first label kept its clicks
+    check("example_ct_sm", SMALL_CT, [[60, 50, 15]], [], [([60, 50, 15], True)], "added")
+    check("example_ct", DEMO_CT, [d], [], [(d, True)], "added")  # back on the first image: fresh
+
+
+def test_two_clients_alternating_on_two_images_get_what_they_get_alone(server, reference):
+    one, two = MONAILabelClient(server["url"], client_id="one"), MONAILabelClient(server["url"], client_id="two")
+    clicks_one, clicks_two = [[86, 43, 74], [84, 40, 76]], [MRI_CLICK, [88, 60, 15]]
+    for step in range(2):
+        for client, image_id, image, clicks in (
+            (one, "example_ct", DEMO_CT, clicks_one),
+            (two, "example_mr_sm", MRI, clicks_two),
+        ):
+            mask_image, _ = _infer(client, image_id, clicks[: step + 1])
+            expected, _ = reference(image, [(p, True) for p in clicks[: step + 1]])
+            np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected)
+
+
+def test_bad_requests_get_one_line_http_errors_and_the_server_stays_up(server, reference):
+    import requests
+
+    client = MONAILabelClient(server["url"], client_id="bad")
+    _infer(client, "example_ct", [[86, 43, 74]])  # cached before the bad requests
+    url = f"{server['url']}/infer/{MODEL}"
+    bad = [
+        ("no_such_image", {"foreground": [[1, 2, 3]]}),
+        ("../studies", {"foreground": [[1, 2, 3]]}),
+        (str(server["studies"] / "example_ct.nii.gz"), {"foreground": [[1, 2, 3]]}),
+        ("example_ct", {"foreground": [[500, 2, 3]]}),
+        ("example_ct", {"foreground": [[1, 2]]}),
+        ("example_ct", {"foreground": [[1.5, 2, 3]]}),
+        ("example_ct", "{'foreground': [[1, 2, 3]]"),
+        ("broken", {"foreground": [[1, 2, 3]]}),
+        ("example_ct", {"foreground": [], "background": [[86, 43, 74]]}),
+        ("example_ct", {"foreground": [[86, 43, 74]], "roi": [1, 2, 3]}),
+    ]
+    for image_id, params in bad:
+        data = {"params": params if isinstance(params, str) else json.dumps(params)}
+        answer = requests.post(url, params={"image": image_id}, data=data)
+        assert 400 <= answer.status_code < 500, (image_id, params, answer.status_code, answer.text)
+        detail = answer.json()["detail"]
+        assert detail.startswith("error: ") and "\n" not in detail, detail
+    mask_image, answer = _infer(client, "example_ct", [[86, 43, 74], [84, 40, 76]])
+    expected, _ = reference(DEMO_CT, [([86, 43, 74], True), ([84, 40, 76], True)])
+    np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected)
+    assert not answer["image_prepared"] and answer["encoded_now"] == 0  # the cache survived
+
+
+def test_slicer_roi_clips_the_mask_to_its_box(server, reference):
+    roi = [90, 80, 30, 60, 70, 78]  # Slicer's [i0, i1, j0, j1, k0, k1]; pairs not sorted for flipped axes
+    mask_image, answer = _infer(MONAILabelClient(server["url"], client_id="roi"), "example_ct", [[86, 43, 74]], roi=roi)
+    expected, _ = reference(DEMO_CT, [([86, 43, 74], True)])
+    box = np.zeros_like(expected)
+    box[80:91, 30:61, 70:79] = True
+    np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected & box)
+    assert 0 < answer["voxels"] < expected.sum()
+
+
+def test_upload_image_then_click_and_save_label(server, reference, tmp_path):
+    client = MONAILabelClient(server["url"], client_id="upload")
+    client.upload_image(str(SMALL_CT), image_id="uploaded_ct")
+    mask_image, _ = _infer(client, "uploaded_ct", [[60, 50, 15]])
+    expected, _ = reference(SMALL_CT, [([60, 50, 15], True)])
+    np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected)
+    label = tmp_path / "label.nii.gz"
+    nib.save(nib.Nifti1Image(expected.astype(np.uint8), nib.load(SMALL_CT).affine), label)
+    client.save_label("uploaded_ct", str(label), tag="final")
+    saved = server["studies"] / "labels" / "final" / "uploaded_ct.nii.gz"
+    np.testing.assert_array_equal(np.asarray(nib.load(saved).dataobj), expected.astype(np.uint8))
+
+
+def test_wrong_weights_are_refused_at_start_with_one_line(tmp_path):
+    torch.save({"not_sam_med3d.weight": torch.zeros(3)}, tmp_path / "wrong.pt")
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    log = tmp_path / "server.log"
+    proc, _ = _start(
+        _app_copy(tmp_path),
+        studies,
+        log,
+        "--conf",
+        "bundle",
+        str(BUNDLE),
+        "--conf",
+        "weights",
+        str(tmp_path / "wrong.pt"),
+    )
+    try:
+        assert proc.wait(240) != 0
+    finally:
+        _stop(proc)
+    lines = [line for line in log.read_text().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "wrong.pt" in lines[0], log.read_text()[-2000:]
+
+
+def test_click_diff_recognises_added_removed_reset_and_changed():
+    a, b, c = ((1, 2, 3), 1), ((4, 5, 6), 0), ((7, 8, 9), 1)
+    assert diff_clicks([], [a]).kind == "added"
+    assert diff_clicks([a, b], [a, b]).kind == "unchanged"
+    added = diff_clicks([a], [c, a, b])  # resent unordered: the old click kept first, new ones in request order
+    assert (added.kind, added.clicks, added.added) == ("added", [a, c, b], [c, b])
+    latest = diff_clicks([a, b, c], [a, b])
+    assert (latest.kind, latest.clicks, latest.undo) == ("removed", [a, b], 1)
+    middle = diff_clicks([a, b, c], [c, a])
+    assert (middle.kind, middle.clicks, middle.undo) == ("removed", [a, c], 0)
+    assert diff_clicks([a, b], []).kind == "reset"
+    moved = diff_clicks([a, b], [a, c])
+    assert (moved.kind, moved.clicks) == ("changed", [a, c])
+
+
+class _Fake:
+    """A stand-in for a prepared image: tensors of a known size and a count of encoded windows."""
+
+    def __init__(self, megabytes: float) -> None:
+        self.image = torch.zeros(int(megabytes * 250_000))  # float32: 4 bytes a voxel
+        self.ras = torch.zeros(0)
+        self._windows = {}
+        self.num_encoded = 1
+
+
+def test_image_cache_evicts_the_least_recently_used_and_logs_it(tmp_path, caplog):
+    paths = []
+    for name in "abcd":
+        paths.append(str(tmp_path / name))
+        Path(paths[-1]).write_bytes(b"x")
+    dropped = []
+    cache = PreparedCache(lambda p: _Fake(1.0), max_images=2, on_evict=dropped.append)
+    with caplog.at_level(logging.INFO, logger="lib.cache"):
+        for i in (0, 1, 0, 2):
+            cache.get(paths[i])
+    assert dropped == [paths[1]] and paths[1] in caplog.text and "evicted" in caplog.text
+    assert cache.get(paths[0])[1] is False and cache.encoder_calls == 3
+    by_mb = PreparedCache(lambda p: _Fake(1.0), max_images=10, max_mb=2.5)
+    for path in paths:
+        by_mb.get(path)
+    assert len(by_mb) == 2 and by_mb.megabytes <= 2.5
