@@ -45,9 +45,14 @@ def bundle_run(
     if ranks:
         cmd += ["-m", "torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc_per_node={ranks}"]
     cmd += ["-m", "monai.bundle", "run", "--config_file", files, "--weights", str(DEMO_MODEL), *args]
+    # one thread per process, as torchrun gives each worker: the same float arithmetic in both, so an untrained
+    # network's probabilities near 0.5 fall on the same side of the threshold
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if popen:
-        return subprocess.Popen(cmd, cwd=BUNDLE, start_new_session=True, **popen)
-    return subprocess.run(cmd, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
+        return subprocess.Popen(cmd, cwd=BUNDLE, env=env, start_new_session=True, **popen)
+    return subprocess.run(
+        cmd, cwd=BUNDLE, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=900
+    )
 
 
 def make_cases(root: Path, prompts: dict[str, tuple[Path | None, dict]]) -> list[str]:
@@ -230,3 +235,39 @@ def test_an_existing_output_is_refused_before_any_segmentation(tmp_path):
         "error: "
     ) and "exists; remove it or pass --overwrite True" in (again.stderr)
     assert "segmented" not in again.stdout + again.stderr, "refused before any segmentation work"
+
+
+# An untrained small network with class prompts: automatic mode needs one, and the test compares runs, not masks.
+CLASS_PROMPT_NET = (
+    "$@scripts.load_network(@ckpt_dir, untrained=True, num_class_prompts=8, encoder_embed_dim=48, encoder_depth=2, "
+    "encoder_num_heads=2, encoder_global_attn_indexes=[1], prompt_embed_dim=48, decoder_mlp_dim=64)"
+)
+
+
+@pytest.mark.slow
+def test_automatic_mode_on_two_ranks_equals_one_process(tmp_path):
+    """``label_prompt`` requests from a prompts file, three cases (odd) on two ranks."""
+    three = {
+        "a_ct.nii.gz": (CT, {"label_prompt": [2, 5]}),
+        "b_mr.nii.gz": (MR, {"label_prompt": [5]}),
+        "c_ct.nii.gz": (CT, {"label_prompt": 2}),
+    }
+    options = make_cases(tmp_path, three) + ["--network_def", CLASS_PROMPT_NET]
+    one = bundle_run(BATCH, *options, "--output_dir", str(tmp_path / "one"))
+    two = bundle_run(MULTI, *options, "--output_dir", str(tmp_path / "two"), ranks=2)
+    for done, out in ((one, tmp_path / "one"), (two, tmp_path / "two")):
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = rows(out / "batch_report.csv")
+        assert [(r["case"], r["objects"], r["status"]) for r in report] == [
+            ("a_ct.nii.gz", "2;5", "done"),
+            ("b_mr.nii.gz", "5", "done"),
+            ("c_ct.nii.gz", "2", "done"),
+        ]
+        for r in report:
+            labels = voxels(out / f"{r['case'].split('.')[0]}_seg.nii.gz")
+            assert r["voxels"] == ";".join(str(int((labels == int(c)).sum())) for c in r["objects"].split(";"))
+        assert rows(out / "batch_failures.csv") == []
+    assert "rank 0/2: 2/2 cases" in two.stdout + two.stderr and "rank 1/2: 1/1 cases" in two.stdout + two.stderr
+    for case in three:
+        name = f"{case.split('.')[0]}_seg.nii.gz"
+        np.testing.assert_array_equal(voxels(tmp_path / "one" / name), voxels(tmp_path / "two" / name))

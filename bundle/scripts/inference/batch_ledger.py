@@ -120,7 +120,7 @@ class BatchLedger:
             status: ``done``, ``skipped`` (its output exists and is complete) or ``failed``.
             objects: the names of its objects (or class ids in automatic mode).
             voxels: the voxels of each object.
-            iou: the predicted IoU of each object (``None`` where the model gives none).
+            iou: the predicted IoU of each object (empty, or ``None`` for an object, where the model gives none).
             seconds: the time the case took, reading and writing included.
             reason: why it failed (one line).
             source: for a skipped case, its image path: its figures are read from its ``_objects.json`` report.

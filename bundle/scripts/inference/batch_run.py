@@ -117,14 +117,15 @@ class BatchEvaluator(PromptedEvaluator):
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 continue
-            summary = self._summary(done[0]["pred"])
+            summary = self._summary(request, done[0]["pred"])
             self.ledger.record(**ids, status="done", seconds=time.monotonic() - case["started"], **summary)
             outputs.extend(done)
         engine.state.output = outputs
         return outputs
 
-    def _summary(self, pred: torch.Tensor) -> dict:
-        """Objects, voxels and predicted IoUs of the case just done: from its objects report, else its label map."""
+    def _summary(self, request: dict, pred: torch.Tensor) -> dict:
+        """Objects, voxels and predicted IoUs of the case just done: from its objects report, else (automatic and
+        simulation modes, no predicted IoU) the voxels of each class in its label map."""
         for _, kind, report in self._reports:
             if kind == "objects":
                 records = report["objects"]
@@ -133,6 +134,9 @@ class BatchEvaluator(PromptedEvaluator):
                     "voxels": [r["voxels"] for r in records],
                     "iou": [r.get("iou") for r in records],
                 }
-        values, counts = np.unique(np.asarray(pred), return_counts=True)
-        kept = [(int(v), int(c)) for v, c in zip(values, counts) if v != 0]
-        return {"objects": [v for v, _ in kept], "voxels": [c for _, c in kept], "iou": [None] * len(kept)}
+        labels = np.asarray(pred)
+        if "label_prompt" in request:
+            classes = [int(c) for c in np.atleast_1d(request["label_prompt"])]
+        else:
+            classes = [int(v) for v in np.unique(labels) if v != 0]
+        return {"objects": classes, "voxels": [int((labels == c).sum()) for c in classes], "iou": []}
