@@ -148,6 +148,8 @@ def test_batch_inference_overlay_segments_a_folder(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     names = [p.name for p in outputs(tmp_path)]
     assert names == [
+        "batch_failures.csv",
+        "batch_report.csv",
         "example_ct_sm_objects.json",
         "example_ct_sm_seg.nii.gz",
         "example_mr_sm_objects.json",
@@ -159,7 +161,8 @@ def test_batch_inference_overlay_segments_a_folder(tmp_path):
     prompts["absent.nii.gz"] = prompts.pop("example_ct_sm.nii.gz")
     (tmp_path / "prompts.json").write_text(json.dumps(prompts))
     shutil.rmtree(tmp_path / "out")
-    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace")
+    strict = cmd + ["--stop_on_error", "True"]  # fail fast: the bad entry stops the batch before anything is read
+    done = subprocess.run(strict, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace")
     assert done.returncode != 0 and "names absent.nii.gz, which is not in" in last_line(done)
     assert outputs(tmp_path) == []
 

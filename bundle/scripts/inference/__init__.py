@@ -12,7 +12,9 @@
 (the command line's inferer and workflow, the session, automatic mode, batches, the atomic writer)."""
 
 from .automatic import AutomaticInferer, probabilities_to_labels
-from .batch import batch_requests
+from .batch import BATCH_ERROR, batch_requests
+from .batch_ledger import BatchLedger
+from .batch_run import BatchDataset, BatchEvaluator
 from .image_input import as_image
 from .inferer import ClickWindowInferer, track_object
 from .prepared import PreparedImage, Window

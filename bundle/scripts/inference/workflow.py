@@ -25,10 +25,23 @@ from monai.engines.utils import IterationEvents
 
 from .automatic import AutomaticInferer, probabilities_to_labels
 from .prompts import parse_request_prompts
+from .writer import AtomicSaveImage
 
-__all__ = ["PromptedEvaluator"]
+__all__ = ["PromptedEvaluator", "report_path"]
 
 logger = logging.getLogger(__name__)
+
+
+def report_path(report_dir: str | os.PathLike, source: str, kind: str) -> Path:
+    """Where the ``kind`` report (``objects``, ``clicks``) of the image read from ``source`` is written.
+
+    Args:
+        report_dir: the reports' folder.
+        source: the image's path (its ``filename_or_obj``).
+        kind: the report's kind.
+    """
+    name = Path(source).name.split(".")[0] or "image"
+    return Path(report_dir) / f"{name}_{kind}.json"
 
 
 class PromptedEvaluator(SupervisedEvaluator):
@@ -50,6 +63,9 @@ class PromptedEvaluator(SupervisedEvaluator):
         report_dir: where the reports are written (``None``: not written).
         seed: the seed of the click stream of each case (233 in the reference).
         automatic_inferer: the ``AutomaticInferer`` of ``label_prompt`` requests (default: one with the defaults).
+        writer: the writer of the label maps (the postprocessing's), asked before any work on a request whether its
+            output may be written (``AtomicSaveImage.check_free``): an existing output is refused before the
+            segmentation, not after it (``None``: no check).
         kwargs: passed to ``SupervisedEvaluator``.
     """
 
@@ -60,6 +76,7 @@ class PromptedEvaluator(SupervisedEvaluator):
         report_dir: str | None = None,
         seed: int = 233,
         automatic_inferer: AutomaticInferer | None = None,
+        writer: AtomicSaveImage | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -67,6 +84,7 @@ class PromptedEvaluator(SupervisedEvaluator):
         self.num_clicks = num_clicks
         self.report_dir = report_dir
         self.seed = seed
+        self.writer = writer
         self._reports: list[tuple] = []
 
     def _iteration(self, engine: SupervisedEvaluator, batchdata: list[dict]) -> list[dict]:  # type: ignore[override]
@@ -78,6 +96,8 @@ class PromptedEvaluator(SupervisedEvaluator):
                     f"{image.meta.get('filename_or_obj', 'image')}: expected a one-channel 3-D image (1, I, J, K), "
                     f"got shape {tuple(image.shape)}; 2-D images, 4-D series and multi-channel images are not supported."
                 )
+            if self.writer is not None:
+                self.writer.check_free(image.meta)
             with engine.mode(engine.network):
                 if "label_prompt" in request:
                     pred = self._automatic(engine, image, request)
@@ -88,11 +108,11 @@ class PromptedEvaluator(SupervisedEvaluator):
                     pred, records = engine.inferer.segment(image, engine.network, objects)
                     self._reports.append((image, "objects", {"objects": records}))
             outputs.append({"pred": pred})
+        for report in self._reports:  # before the label maps: an existing label map means a complete case
+            self._write_report(*report)
         engine.state.output = outputs  # the postprocessing runs on MODEL_COMPLETED and reads it from the state
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        for report in self._reports:  # after the label maps are written: a refused output leaves no report
-            self._write_report(*report)
         return engine.state.output
 
     def _automatic(self, engine: SupervisedEvaluator, image: MetaTensor, request: dict) -> MetaTensor:
@@ -135,8 +155,7 @@ class PromptedEvaluator(SupervisedEvaluator):
         if self.report_dir is None:
             return
         source = str(image.meta.get("filename_or_obj", ""))
-        name = Path(source).name.split(".")[0] or "image"
-        target = Path(self.report_dir) / f"{name}_{kind}.json"
+        target = report_path(self.report_dir, source, kind)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
         partial.write_text(json.dumps({"image": source, **report}, indent=4) + "\n")
