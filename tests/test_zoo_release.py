@@ -34,8 +34,8 @@ from packaging.specifiers import SpecifierSet
 sys.path.insert(0, str(ROOT / "tools"))
 import build_bundle_zip  # noqa: E402
 
-RECORD = json.loads((DATA / "zoo" / "requires_python.json").read_text())
-METADATA = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+RECORD = json.loads((DATA / "zoo" / "requires_python.json").read_text(encoding="utf-8"))
+METADATA = json.loads((BUNDLE / "configs" / "metadata.json").read_text(encoding="utf-8"))
 # Paths that exist in this repository but not in the release zip: a reference to one in the zip is dead there,
 # unless its paragraph, table or code block says that it lives in the source repository.
 REPOSITORY_ONLY = re.compile(r"(?<![\w./-])(?:\.\./|(?:tools|tests|benchmarks|sammed3d|monailabel_app)/[\w.*-])")
@@ -46,7 +46,9 @@ TEXT_SUFFIXES = (".py", ".json", ".md", ".txt", ".yml", ".yaml", ".conf", ".sh",
 
 def tracked_bundle_files() -> list[Path]:
     """The bundle's files as its zoo PR would add them: what git tracks under ``bundle/``."""
-    done = subprocess.run(["git", "ls-files", "bundle"], cwd=ROOT, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["git", "ls-files", "bundle"], cwd=ROOT, capture_output=True, text=True, encoding="utf-8", check=True
+    )
     return [ROOT / line for line in done.stdout.splitlines()]
 
 
@@ -68,7 +70,9 @@ def test_release_zip_names_no_path_outside_the_bundle(tmp_path):
             if Path(name).suffix not in TEXT_SUFFIXES or name.endswith("/"):
                 continue
             for block in re.split(r"\n\s*\n", archive.read(name).decode("utf-8")):
-                if "source repository" not in block:  # a block that says where the path lives may name it
+                if "source repository" not in " ".join(
+                    block.split()
+                ):  # a block that says where the path lives may name it
                     dead += [
                         f"{name}: {match.group(0)!r} in {block[:80]!r}" for match in REPOSITORY_ONLY.finditer(block)
                     ]
@@ -87,7 +91,9 @@ def test_bundle_pins_install_on_the_zoo_ci_python():
 def test_project_requirements_differ_from_the_bundle_pins_only_where_the_zoo_python_forces_it():
     """``requirements.txt`` sets up this repository (Python 3.11); a pin may differ only when the project's version
     cannot install on the zoo CI's Python."""
-    project = dict(re.findall(r"^([\w-]+)==([\w.]+)", (ROOT / "requirements.txt").read_text(), flags=re.M))
+    project = dict(
+        re.findall(r"^([\w-]+)==([\w.]+)", (ROOT / "requirements.txt").read_text(encoding="utf-8"), flags=re.M)
+    )
     pins = bundle_pins()
     assert set(project) == set(pins)
     for name, version in project.items():
@@ -98,7 +104,7 @@ def test_project_requirements_differ_from_the_bundle_pins_only_where_the_zoo_pyt
 
 @pytest.mark.parametrize("path", [p for p in tracked_bundle_files() if p.suffix == ".json"], ids=lambda p: p.name)
 def test_json_is_as_pretty_format_json_writes_it(path):
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     assert text == json.dumps(json.loads(text), indent=4) + "\n"
 
 
@@ -124,7 +130,7 @@ def test_docstring_comes_first_and_only_once():
     for path in tracked_bundle_files() + sorted((ROOT / "tools" / "zoo_ci").glob("*.py")):
         if path.suffix != ".py":
             continue
-        body = ast.parse(path.read_text()).body
+        body = ast.parse(path.read_text(encoding="utf-8")).body
         for node in body[1:]:
             if (
                 isinstance(node, ast.Expr)
@@ -136,7 +142,7 @@ def test_docstring_comes_first_and_only_once():
 
 
 def test_files_over_the_hooks_size_limit_are_explained_in_the_model_card():
-    card = (BUNDLE / "docs" / "README.md").read_text()
+    card = (BUNDLE / "docs" / "README.md").read_text(encoding="utf-8")
     large = [p for p in tracked_bundle_files() if p.stat().st_size > MAX_KB * 1024]
     assert large, "no large file left: drop the model card's explanation"
     for path in large:
@@ -159,7 +165,7 @@ def test_zoo_torchscript_check_fails_where_the_exclusion_says(tmp_path):
     assert done.returncode != 0 and not (copy / "models" / "model.ts").exists()
     assert "cannot statically infer the expected size of a list" in done.stderr
     assert "rel_pos_attention.py" in done.stderr
-    card = (BUNDLE / "docs" / "README.md").read_text().split("## Model Zoo")[1]
+    card = (BUNDLE / "docs" / "README.md").read_text(encoding="utf-8").split("## Model Zoo")[1]
     assert "exclude_verify_torchscript_list" in card
 
 
@@ -170,7 +176,9 @@ def test_zoo_unit_test_hook_runs_on_cpu(tmp_path):
     env = {**os.environ, "SAMMED3D_ZOO_BUNDLE_ROOT": str(BUNDLE), "CUDA_VISIBLE_DEVICES": ""}
     env.pop("PYTHONPATH", None)
     before = sorted((BUNDLE / "models").iterdir())
-    done = subprocess.run([sys.executable, str(hook), "-v"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(hook), "-v"], cwd=tmp_path, env=env, capture_output=True, text=True, encoding="utf-8"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Ran 2 tests" in done.stderr and "OK" in done.stderr
     assert sorted((BUNDLE / "models").iterdir()) == before  # it wrote nothing into the bundle
