@@ -229,6 +229,11 @@ def convert(src: str, dst: str, overwrite: bool = False) -> str:
     """
     from .sam_med3d import SAMMed3D
 
+    if not Path(src).is_file():
+        raise FileNotFoundError(
+            f"{src} not found: fetch the released weights with `python -m monai.bundle download_large_files "
+            "--bundle_path <bundle>` (models/model.pt, see large_files.yml), or name another checkpoint."
+        )
     if Path(dst).exists() and not overwrite:
         raise FileExistsError(f"{dst} exists; pass --overwrite True to replace it.")
     state, stored = read_checkpoint(src)
@@ -244,4 +249,6 @@ def convert(src: str, dst: str, overwrite: bool = False) -> str:
 if __name__ == "__main__":
     import fire
 
-    fire.Fire({"convert": convert})
+    from ..errors import exit_on_user_error
+
+    exit_on_user_error(fire.Fire, {"convert": convert})  # bad input: one ``error:`` line, exit status 1

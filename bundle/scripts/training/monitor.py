@@ -33,6 +33,7 @@ class TrainingMonitor:
     writes ``train/loss``, ``train/dice_round_<r>`` (hard Dice of ``logits > 0`` per round, 1-based) and
     ``train/lr_<group>`` to ``tensorboard_dir`` (nothing when ``None``; pass it on rank 0 only). Loss and Dice are
     means over the iterations since the last report: with one random class per item, a single step says little.
+    The iterations after the last report are reported when the run completes, so a short run logs its loss too.
 
     Args:
         interval: iterations between two reports.
@@ -109,5 +110,7 @@ class TrainingMonitor:
                 self.writer.add_scalar(f"train/lr_{name}", value, state.iteration)
 
     def _completed(self, engine: Engine) -> None:
+        if self._count:  # the iterations since the last report: a run shorter than ``interval`` still logs its loss
+            self._report(engine)
         if self.writer is not None:
             self.writer.flush()
