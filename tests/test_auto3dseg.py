@@ -132,7 +132,7 @@ def _input_cfg(tmp_path: Path) -> dict:
         "modality": "CT",
         "datalist": str(datalist),
         "dataroot": str(root),
-        "sigmoid": True,
+        "sigmoid": False,  # the template's scores: their argmax is the label map
         "sammed3d_bundle_root": str(BUNDLE),
         "sammed3d": {
             "target_spacing": [3.0, 3.0, 3.0],
@@ -202,4 +202,6 @@ def test_autorunner_end_to_end(tmp_path):
     assert len(outputs) == 1
     original = nib.load(str(DATA / "totalsegmentator" / "example_ct_sm.nii.gz"))
     written = nib.load(str(outputs[0]))
-    assert written.shape[:3] == original.shape and np.allclose(written.affine, original.affine, atol=1e-4)
+    assert written.shape == original.shape and np.allclose(written.affine, original.affine, atol=1e-4)
+    values = np.unique(np.asarray(written.dataobj))
+    assert set(values.tolist()) <= {0, *CLASSES}, f"not a label map of the classes: {values}"

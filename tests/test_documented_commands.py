@@ -130,7 +130,7 @@ def _commands_of_block(doc: str, start: int, body: str, before: str, after: str)
             continue
         own = pending.split("  # ", 1)[1] if "  # " in pending else ""
         at_root = root_block or "root of the source repository" in own
-        context = f"{before[-600:]}\n{comment}\n{own}\n{after[:600]}"
+        context = f"{before[-600:]}\n{comment}\n{own}\n{after[:1200]}"
         commands.append(Command(doc, first, pending, "bash", at_root, context))
         pending, first = "", 0
     return commands
@@ -212,10 +212,16 @@ def work(tmp_path_factory) -> Path:
     dataset = work / "Dataset003_Liver"
     cases = (
         (sample / "example_ct.nii.gz", sample / "example_seg_fast_force_split.nii.gz"),
-        (ROOT / "tests/data/totalsegmentator/example_ct_sm.nii.gz", ROOT / "tests/data/totalsegmentator/example_seg.nii.gz"),
+        (
+            ROOT / "tests/data/totalsegmentator/example_ct_sm.nii.gz",
+            ROOT / "tests/data/totalsegmentator/example_seg.nii.gz",
+        ),
     )
     for n, (image, label) in enumerate(cases):
-        for folder, name, source in (("imagesTr", f"case{n}_0000.nii.gz", image), ("labelsTr", f"case{n}.nii.gz", label)):
+        for folder, name, source in (
+            ("imagesTr", f"case{n}_0000.nii.gz", image),
+            ("labelsTr", f"case{n}.nii.gz", label),
+        ):
             (dataset / folder).mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dataset / folder / name)
     stubs = work / "bin"
@@ -229,7 +235,10 @@ def _run(command: Command, work: Path) -> tuple[subprocess.CompletedProcess, Pat
     cwd = work / "repo" if command.at_root else work / "repo" / "bundle"
     for name in SCRATCH_OUTPUTS:
         shutil.rmtree(work / "repo" / "bundle" / name, ignore_errors=True)
-    env = {**os.environ, "PATH": f"{work / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PATH": f"{work / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "2")
     text = _substituted(command.text, work)
     text = text if command.lang == "python" else _shortened(text)
@@ -241,6 +250,7 @@ def _run(command: Command, work: Path) -> tuple[subprocess.CompletedProcess, Pat
 def _check_promises(command: Command, cwd: Path, text: str, log: str) -> None:
     """What the docs promise for this kind of command, read from the command."""
     assert ".partial-" not in log, "the log names a temporary file"
+    cwd = cwd / "bundle" if "cd bundle &&" in text else cwd
     if "configs/inference.json" in text and "batch_inference.json" not in text and "torchscript" not in text:
         request = _request(text)
         image = Path(request.get("image", "example_ct.nii.gz"))

@@ -304,3 +304,44 @@ def test_no_records_is_an_error():
 
 def test_shipped_test_data_is_used_not_shared():
     assert (TS / "example_ct_sm.nii.gz").is_file() and BUNDLE.is_dir() and shutil.which("python") is not None
+
+
+def test_epoch_checkpoints_beyond_keep_are_removed_also_those_of_the_resumed_run(tmp_path):
+    from ignite.engine import Engine
+
+    from scripts.training import AtomicCheckpointSaver
+
+    for epoch in (1, 2, 3):  # what the killed run left
+        torch.save({}, tmp_path / f"checkpoint_epoch={epoch}.pt")
+    (tmp_path / "model.pt").write_bytes(b"kept")  # not an epoch checkpoint: never pruned
+    engine = Engine(lambda engine, batch: None)
+    saver = AtomicCheckpointSaver(
+        save_dir=str(tmp_path),
+        save_dict={"a": torch.nn.Linear(1, 1), "b": torch.nn.Linear(1, 1)},
+        file_prefix="",
+        save_interval=1,
+        n_saved=2,
+    )
+    saver.attach(engine)
+    engine.load_state_dict({"epoch": 3, "epoch_length": 1, "max_epochs": 5})  # resumed at epoch 3 of 5
+    engine.run([0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_epoch=4.pt", "checkpoint_epoch=5.pt", "model.pt"]
+
+
+def test_a_run_shorter_than_the_log_interval_logs_its_loss(tmp_path, caplog):
+    from ignite.engine import Engine
+
+    from scripts.training import TrainingMonitor
+
+    def step(engine, batch):
+        pred = torch.ones(1, 2, 4, 4, 4)
+        return {"loss": torch.tensor(0.25 * batch), "pred": pred, "label": torch.ones(1, 1, 4, 4, 4)}
+
+    engine = Engine(step)
+    engine.optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
+    TrainingMonitor(interval=10, tensorboard_dir=str(tmp_path)).attach(engine)
+    with caplog.at_level("INFO"):
+        engine.run([1, 3], max_epochs=1)  # 2 iterations, interval 10
+    lines = [r.getMessage() for r in caplog.records if "| loss " in r.getMessage()]
+    assert len(lines) == 1 and "loss 0.5000" in lines[0], lines  # the mean of the two steps
+    assert list(tmp_path.glob("events.*"))

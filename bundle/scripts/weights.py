@@ -163,4 +163,3 @@ def _is_released_size(config: Mapping) -> bool:
 def _sizes(config: Mapping) -> str:
     keys = ("encoder_embed_dim", "encoder_depth", "prompt_embed_dim", "num_class_prompts")
     return ", ".join(f"{k} {config[k]}" for k in keys)
-

@@ -8,10 +8,12 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Automatic-mode inference of a trained fold: ``InferClass(config_file).infer(item)`` -> ``[C, H, W, D]``.
+"""Automatic-mode inference of a trained fold: ``InferClass(config_file).infer(item)`` -> ``[K, H, W, D]`` scores.
 
-The channels are the probabilities of ``class_ids`` (one sigmoid channel per class, no background) on the item's
-original grid; ensemble with ``sigmoid: True``. Clicks in the item (``points``/``point_labels`` or ``objects`` with
+Channel 0 is ``infer_threshold`` (background), channel ``c`` the sigmoid probability of class ``c`` (0 for label
+values not in ``class_ids``; ``K`` = largest class id + 1), on the item's original grid. Auto3DSeg's ensemble, with
+``sigmoid: False`` in ``input.yaml``, averages the folds' scores and takes the argmax over channels, so it writes a
+label map: each voxel the most probable class above the threshold, else 0. Clicks in the item (``points``/``point_labels`` or ``objects`` with
 a ``label``) refine their class. From the shell: ``python scripts/infer.py run --config_file
 configs/hyper_parameters.yaml`` writes the masks of the datalist's ``testing`` items to ``<output_path>/prediction``.
 """
@@ -23,6 +25,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 import fire
+import torch
 
 # bundle_link.py sits beside this file; Auto3DSeg loads infer.py by its path, so this folder may not be on sys.path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -47,12 +50,29 @@ class InferClass:
         self.predictor = AutomaticPredictor(self.hp)
 
     def infer(self, image_file: str | Mapping):
-        """``[C, H, W, D]`` probabilities (a MetaTensor with the image's meta) on the item's original grid.
+        """``[K, H, W, D]`` scores whose argmax over channels is the label map (see the module docstring).
 
         Args:
             image_file: an image path or a datalist item ``{"image": path, ...}``.
         """
-        return self.predictor.infer(image_file)
+        probabilities = self.predictor.infer(image_file)
+        return label_scores(probabilities, self.predictor.class_ids, float(self.hp["infer_threshold"]))
+
+
+def label_scores(probabilities, class_ids: Sequence[int], threshold: float):
+    """Per-class probabilities ``[C, ...]`` as scores ``[max(class_ids) + 1, ...]`` indexed by label value.
+
+    Channel 0 holds ``threshold``, so the argmax is the most probable class above it, else 0 (ties go to 0).
+
+    Args:
+        probabilities: one channel per entry of ``class_ids`` (a MetaTensor keeps its meta).
+        class_ids: the label value of each channel.
+        threshold: the probability a voxel needs to be labelled.
+    """
+    scores = probabilities.new_zeros((max(class_ids) + 1, *probabilities.shape[1:]))
+    scores[0] = threshold
+    scores[torch.as_tensor(list(class_ids))] = probabilities
+    return scores
 
 
 def run(config_file: str | Sequence[str] = "configs/hyper_parameters.yaml", **override) -> None:
@@ -72,7 +92,7 @@ def run(config_file: str | Sequence[str] = "configs/hyper_parameters.yaml", **ov
     items, _ = datafold_read(hp["data_list_file_path"], basedir=hp["data_file_base_dir"], fold=-1, key="testing")
     saver = SaveImage(output_dir=os.path.join(hp["output_path"], "prediction"), output_postfix="seg", resample=False)
     for item in items:
-        probabilities = infer.infer(item)
+        probabilities = infer.predictor.infer(item)
         labels = probabilities_to_labels(probabilities, infer.predictor.class_ids, float(hp["infer_threshold"]))
         saver(labels, meta_data=probabilities.meta)
 

@@ -63,7 +63,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(
+            f"checkpoint not found: {path}; the released weights are fetched as models/model.pt by "
+            "`python -m monai.bundle download_large_files --bundle_path <bundle>` (see large_files.yml)."
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
@@ -229,11 +232,6 @@ def convert(src: str, dst: str, overwrite: bool = False) -> str:
     """
     from .sam_med3d import SAMMed3D
 
-    if not Path(src).is_file():
-        raise FileNotFoundError(
-            f"{src} not found: fetch the released weights with `python -m monai.bundle download_large_files "
-            "--bundle_path <bundle>` (models/model.pt, see large_files.yml), or name another checkpoint."
-        )
     if Path(dst).exists() and not overwrite:
         raise FileExistsError(f"{dst} exists; pass --overwrite True to replace it.")
     state, stored = read_checkpoint(src)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
+from pathlib import Path
 
 from ignite.engine import Engine
 from ignite.handlers import DiskSaver
@@ -84,11 +86,16 @@ def model_objects(network: nn.Module) -> dict:
 
 
 class _AtomicDiskSaver(DiskSaver):
-    """Write to a temporary file in the folder, then rename: a kill mid-write never leaves a truncated checkpoint."""
+    """Write to a temporary file in the folder, then rename: a kill mid-write never leaves a truncated checkpoint.
 
-    def __init__(self, dirname: str, filename: str | None = None) -> None:
+    With ``keep``, the interval checkpoints of the folder (``<prefix>_epoch=<N>.pt``) beyond the ``keep`` newest are
+    removed after each write, also those of an earlier run that this one resumed (ignite prunes only its own).
+    """
+
+    def __init__(self, dirname: str, filename: str | None = None, keep: int | None = None) -> None:
         super().__init__(dirname=dirname, require_empty=False, atomic=True)
         self.filename = filename
+        self.keep = keep
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
         filename = self.filename or filename
@@ -96,6 +103,13 @@ class _AtomicDiskSaver(DiskSaver):
         path = os.path.join(self.dirname, filename)
         if os.path.exists(path):  # ignite's temporary file is private (0600); the checkpoint is not
             os.chmod(path, 0o644)
+        found = re.fullmatch(r"(.*_(?:epoch|iteration))=(\d+)\.pt", filename)
+        if self.keep and found:
+            pattern = re.compile(rf"{re.escape(found.group(1))}=(\d+)\.pt")
+            numbered = [(int(m.group(1)), p) for p in Path(self.dirname).iterdir() if (m := pattern.fullmatch(p.name))]
+            for _, old in sorted(numbered)[: -self.keep]:
+                logger.info(f"removed {old} (keep_checkpoints {self.keep})")
+                old.unlink(missing_ok=True)
 
     def remove(self, filename: str) -> None:
         super().remove(self.filename or filename)
@@ -114,6 +128,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
         for name in ("_final_checkpoint", "_key_metric_checkpoint", "_interval_checkpoint"):
             checkpoint = getattr(self, name, None)
             if checkpoint is not None:
+                keep = checkpoint.n_saved if name == "_interval_checkpoint" else None
                 checkpoint.save_handler = _AtomicDiskSaver(
-                    self.save_dir, getattr(checkpoint.save_handler, "filename", None)
+                    self.save_dir, getattr(checkpoint.save_handler, "filename", None), keep
                 )
