@@ -251,7 +251,8 @@ def _check_promises(command: Command, cwd: Path, text: str, log: str) -> None:
     """What the docs promise for this kind of command, read from the command."""
     assert ".partial-" not in log, "the log names a temporary file"
     cwd = cwd / "bundle" if "cd bundle &&" in text else cwd
-    if "configs/inference.json" in text and "batch_inference.json" not in text and "torchscript" not in text:
+    single = "monai.bundle run" in text and "batch_inference.json" not in text
+    if single and "configs/inference.json" in text:
         request = _request(text)
         image = Path(request.get("image", "example_ct.nii.gz"))
         stem = image.name.split(".")[0] if image.suffix else image.name

@@ -65,10 +65,30 @@ def _one_line_hook(kind: type[BaseException], error: BaseException, traceback) -
     print(f"error: {cause}", file=sys.stderr, flush=True)
 
 
+class _ReportedOnce(logging.Filter):
+    """Drop the engines' own reports of the exception that ends a run: the process reports it once when it ends.
+
+    Ignite logs ``Current run is terminating due to exception: ...`` and ``Engine run is terminating due to
+    exception: ...`` and MONAI's ``StatsHandler`` logs the traceback; the hook then prints the same error again.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and user_error(record.exc_info[1]) is not None:
+            return False
+        return "is terminating due to exception" not in record.getMessage()
+
+
 def one_line_errors() -> None:
     """From now on, a user error that ends the process prints one ``error: <message>`` line (exit status 1).
 
     Configs call it first in ``initialize``, so that a bad request, file or checkpoint ends any bundle run
-    (``monai.bundle run``, ``torchrun``) with one line wherever it is raised, while other errors keep their traceback.
+    (``monai.bundle run``, ``torchrun``) with one line wherever it is raised, printed once, while other errors keep
+    their traceback (from the hook: the engines' own reports of it are dropped from the log).
     """
     sys.excepthook = _one_line_hook
+    loggers = [logging.getLogger()] + [
+        v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)
+    ]
+    for handler in {h for lg in loggers for h in lg.handlers}:
+        if not any(isinstance(f, _ReportedOnce) for f in handler.filters):
+            handler.addFilter(_ReportedOnce())

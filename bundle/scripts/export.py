@@ -336,5 +336,7 @@ def export(
 if __name__ == "__main__":
     import fire
 
+    from .errors import exit_on_user_error
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    fire.Fire(export)
+    exit_on_user_error(fire.Fire, export)  # bad input (no weights, a mismatched file): one ``error:`` line, exit 1
