@@ -13,9 +13,10 @@
 Channel 0 is ``infer_threshold`` (background), channel ``c`` the sigmoid probability of class ``c`` (0 for label
 values not in ``class_ids``; ``K`` = largest class id + 1), on the item's original grid. Auto3DSeg's ensemble, with
 ``sigmoid: False`` in ``input.yaml``, averages the folds' scores and takes the argmax over channels, so it writes a
-label map: each voxel the most probable class above the threshold, else 0. Clicks in the item (``points``/``point_labels`` or ``objects`` with
-a ``label``) refine their class. From the shell: ``python scripts/infer.py run --config_file
-configs/hyper_parameters.yaml`` writes the masks of the datalist's ``testing`` items to ``<output_path>/prediction``.
+label map: each voxel the most probable class above the threshold, else 0. Clicks in the item
+(``points``/``point_labels`` or ``objects`` with a ``label``) refine their class. From the shell: ``python
+scripts/infer.py run --config_file configs/hyper_parameters.yaml`` writes the label maps of the datalist's
+``testing`` items to ``<output_path>/prediction``.
 """
 
 from __future__ import annotations
