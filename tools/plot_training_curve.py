@@ -38,7 +38,10 @@ def read_scalars(tensorboard_dir: Path) -> dict[str, list[tuple[int, float]]]:
             if tag.startswith("train/"):
                 series.setdefault(tag, {}).update({e.step: e.value for e in acc.Scalars(tag)})
     if "train/loss" not in series:
-        raise SystemExit(f"error: no train/loss scalars under {tensorboard_dir}: pass a train.json tensorboard_dir.")
+        raise SystemExit(
+            f"error: no train/loss scalars under {tensorboard_dir}: pass the tensorboard/ folder of a train.json run "
+            "(<output_dir>/tensorboard; a run writes its loss every log_interval iterations and when it ends)."
+        )
     return {tag: sorted(values.items()) for tag, values in series.items()}
 
 
