@@ -90,6 +90,9 @@ EXPECTED_ERRORS = (
     ("'label_prompt'", "class prompts", "class prompts"),
 )
 
+# Configs whose runs answer one request with a label map (checked as such); other configs: exit status and log only.
+INFERENCE_CONFIGS = {"inference.json", "inference_torchscript.json"}
+
 # Folders the docs' commands write to by default; emptied before each command, whose results are checked after it.
 SCRATCH_OUTPUTS = ("eval", "out")
 
@@ -251,8 +254,9 @@ def _check_promises(command: Command, cwd: Path, text: str, log: str) -> None:
     """What the docs promise for this kind of command, read from the command."""
     assert ".partial-" not in log, "the log names a temporary file"
     cwd = cwd / "bundle" if "cd bundle &&" in text else cwd
-    single = "monai.bundle run" in text and "batch_inference.json" not in text
-    if single and "configs/inference.json" in text:
+    configs = set(re.findall(r"configs/(\w+\.json)", text))
+    # one request through inference.json (TorchScript overlay included); other overlays promise other things
+    if "monai.bundle run" in text and "inference.json" in configs and configs <= INFERENCE_CONFIGS:
         request = _request(text)
         image = Path(request.get("image", "example_ct.nii.gz"))
         stem = image.name.split(".")[0] if image.suffix else image.name
