@@ -65,7 +65,7 @@ def make_cases(folder: Path, count: int, large: bool = False) -> Path:
             shutil.copy(DATA / source, images / name)
         prompts[name] = {"points": [point], "point_labels": [1]}
     path = folder / "prompts.json"
-    path.write_text(json.dumps(prompts))
+    path.write_text(json.dumps(prompts), encoding="utf-8")
     return path
 
 
@@ -89,7 +89,7 @@ def run_batch(prompts: Path, out: Path, processes: int) -> dict:
     if done.returncode != 0:
         failures = out / "batch_failures.csv"
         raise SystemExit(
-            f"error: the batch failed: {failures.read_text() if failures.exists() else done.stderr[-3000:]}"
+            f"error: the batch failed: {failures.read_text(encoding='utf-8') if failures.exists() else done.stderr[-3000:]}"
         )
     line = next(x for x in done.stdout.splitlines() if x.startswith("batch: "))
     seconds = float(re.search(r"failed, ([0-9.]+) s;", line).group(1))

@@ -60,7 +60,7 @@ def start_server(workdir: Path, studies: Path, conf: list[str]) -> tuple[subproc
     shutil.copytree(ROOT / "monailabel_app", app, ignore=shutil.ignore_patterns("logs", "model", "bin", "__pycache__"))
     cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--conf", "bundle", str(ROOT / "bundle"), *conf]
-    log = (workdir / "server.log").open("w")
+    log = (workdir / "server.log").open("w", encoding="utf-8")
     env = {**os.environ, "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false"}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"

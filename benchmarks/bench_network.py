@@ -37,7 +37,7 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process (VmHWM: reset at exec, unlike ru_maxrss, which a child inherits)."""
     status = Path("/proc/self/status")
     if status.exists():
-        for line in status.read_text().splitlines():
+        for line in status.read_text(encoding="utf-8").splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

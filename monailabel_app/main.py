@@ -107,7 +107,7 @@ class SamMed3DApp(MONAILabelApp):
             _fail(f"{_weights_named(conf, self.bundle)}{str(e).strip().splitlines()[0]}")
         names = [n.strip() for n in conf.get("labels", "object").split(",") if n.strip()]
         self.label_ids = {name: i + 1 for i, name in enumerate(names)}
-        metadata = json.loads((self.bundle / "configs" / "metadata.json").read_text())
+        metadata = json.loads((self.bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
         super().__init__(
             app_dir=app_dir,
             studies=studies,

@@ -100,7 +100,7 @@ def test_torchscript_overlay_without_its_files_from_another_folder(tmp_path):
 
 
 def readme_python_block() -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     match = re.search(r"```python\n(.*?)```", text, re.S)
     assert match, "README.md has no Python example"
     return match.group(1)
@@ -124,7 +124,7 @@ def test_readme_python_example_runs_as_written_in_a_fresh_clone(tmp_path):
 
 
 def test_readme_layout_lists_every_module():
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     layout = text[text.index("## Layout") :]
     for path in sorted((BUNDLE / "scripts").rglob("*.py")):
         if path.name == "__init__.py":

@@ -122,7 +122,9 @@ def _datalist(tmp_path: Path) -> tuple[Path, Path]:
         nib.save(nib.Nifti1Image(values, seg.affine), str(root / label))
         entries.append({"image": image, "label": label, "fold": fold})
     datalist = tmp_path / "datalist.json"
-    datalist.write_text(json.dumps({"training": entries, "testing": [{"image": "example_ct_sm.nii.gz"}]}, indent=4))
+    datalist.write_text(
+        json.dumps({"training": entries, "testing": [{"image": "example_ct_sm.nii.gz"}]}, indent=4), encoding="utf-8"
+    )
     return datalist, root
 
 
@@ -162,7 +164,7 @@ def test_template_rejects_bad_input(tmp_path, template_algo):
     with pytest.raises(ValueError, match="no 'modality'"):
         check_input({k: v for k, v in cfg.items() if k != "modality"})
     unlabelled = tmp_path / "unlabelled.json"
-    unlabelled.write_text(json.dumps({"training": [{"image": "example_ct_sm.nii.gz", "fold": 0}]}))
+    unlabelled.write_text(json.dumps({"training": [{"image": "example_ct_sm.nii.gz", "fold": 0}]}), encoding="utf-8")
     algo = algo_cls(template_path=str(ROOT))
     algo.data_list_file = {**cfg, "datalist": str(unlabelled)}
     with pytest.raises(ValueError, match="without a 'label'"):

@@ -62,7 +62,7 @@ def make_cases(root: Path, prompts: dict[str, tuple[Path | None, dict]]) -> list
     images.mkdir(parents=True)
     for name, (source, _) in prompts.items():
         if source is None:
-            (images / name).write_text("not an image")
+            (images / name).write_text("not an image", encoding="utf-8")
         else:
             shutil.copy(source, images / name)
     (root / "prompts.json").write_text(json.dumps({name: p for name, (_, p) in prompts.items()}))
@@ -74,7 +74,7 @@ def click(*point: int) -> dict:
 
 
 def rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
@@ -115,7 +115,9 @@ def test_two_ranks_isolate_bad_cases_and_equal_one_process(tmp_path):
         assert [r["status"] for r in report] == ["done", "done", "done", "failed", "failed", "done"]
         for r in report:
             if r["status"] == "done":
-                objects = json.loads((out / f"{r['case'].split('.')[0]}_objects.json").read_text())["objects"]
+                objects = json.loads((out / f"{r['case'].split('.')[0]}_objects.json").read_text(encoding="utf-8"))[
+                    "objects"
+                ]
                 assert r["objects"] == ";".join(o["name"] for o in objects)
                 assert r["voxels"] == ";".join(str(o["voxels"]) for o in objects)
                 assert [float(v) for v in r["iou"].split(";")] == pytest.approx([o["iou"] for o in objects], abs=1e-4)
@@ -158,7 +160,7 @@ def _kill_run(pid: int) -> None:
         current = todo.pop()
         tree.append(current)
         for task in Path(f"/proc/{current}/task").glob("*"):
-            todo += [int(c) for c in (task / "children").read_text().split()]
+            todo += [int(c) for c in (task / "children").read_text(encoding="utf-8").split()]
     groups = set()
     for member in tree:
         try:
@@ -182,7 +184,7 @@ def test_restart_after_a_kill_completes_the_rest_and_redoes_nothing(tmp_path):
     }
     options = make_cases(tmp_path, five) + ["--output_dir", str(tmp_path / "out"), "--progress_interval", "0"]
     options[options.index("--max_windows") + 1] = "8"
-    log = open(tmp_path / "killed.log", "w")
+    log = open(tmp_path / "killed.log", "w", encoding="utf-8")
     process = bundle_run(MULTI, *options, ranks=2, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_first_output(process, tmp_path / "out")

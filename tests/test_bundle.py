@@ -29,7 +29,7 @@ def test_required_files_exist(path):
 
 
 def test_bundle_license_is_apache():
-    assert "Apache License" in (BUNDLE / "LICENSE").read_text().splitlines()[1]
+    assert "Apache License" in (BUNDLE / "LICENSE").read_text(encoding="utf-8").splitlines()[1]
 
 
 def run_bundle_command(tmp_path, *args: str) -> subprocess.CompletedProcess:

@@ -39,7 +39,7 @@ OFFICIAL_URL = "https://huggingface.co/blueyo0/SAM-Med3D/resolve/main/sam_med3d_
 
 
 def version() -> str:
-    return json.loads((BUNDLE / "configs" / "metadata.json").read_text())["version"]
+    return json.loads((BUNDLE / "configs" / "metadata.json").read_text(encoding="utf-8"))["version"]
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -138,7 +138,7 @@ def test_download_large_files_lands_the_official_container_loaded_as_it_is(insta
     """Offline: large_files.yml pointed at a local copy of a checkpoint in the official format, with its md5."""
     copy = tmp_path / NAME
     shutil.copytree(installed, copy)
-    config = yaml.safe_load((copy / "large_files.yml").read_text())
+    config = yaml.safe_load((copy / "large_files.yml").read_text(encoding="utf-8"))
     (entry,) = config["large_files"]
     assert entry["path"] == "models/model.pt" and entry["url"] == OFFICIAL_URL  # as shipped: the zoo's name
 
@@ -148,7 +148,7 @@ def test_download_large_files_lands_the_official_container_loaded_as_it_is(insta
     hub.parent.mkdir()
     torch.save({"model_state_dict": state}, hub)  # the container of the released checkpoints
     entry.update(url=hub.as_uri(), hash_val=md5(hub), hash_type="md5")
-    (copy / "large_files.yml").write_text(yaml.safe_dump(config))
+    (copy / "large_files.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
 
     command = [sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path", str(copy)]
     done = run(command, cwd=tmp_path / "elsewhere")

@@ -70,7 +70,7 @@ def test_checkpoint_of_another_size_is_refused(tmp_path, small_state):
 
 
 def test_unreadable_files_fail_clearly(tmp_path):
-    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    (tmp_path / "notes.txt").write_text("not a checkpoint", encoding="utf-8")
     with pytest.raises(ValueError, match="is not a readable PyTorch checkpoint"):
         read_state_dict(tmp_path / "notes.txt")
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled_module.pt")  # needs unpickling of code

@@ -24,13 +24,13 @@ from test_train_workflow import CASES, TINY_NET
 
 def test_reports_cover_every_case_class_and_click(evaluated):
     out = evaluated / "eval"
-    with open(out / "nclick_metrics.csv") as f:
+    with open(out / "nclick_metrics.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 3  # cases x classes (2, 5) x clicks
     assert {(r["case"], r["class_id"]) for r in rows} == {
         (c, k) for c in ("example_ct_sm", "example_mr_sm") for k in ("2", "5")
     }
-    summary = json.loads((out / "nclick_summary.json").read_text())
+    summary = json.loads((out / "nclick_summary.json").read_text(encoding="utf-8"))
     assert summary["num_curves"] == 4 and summary["num_clicks"] == 3
     for click in (1, 2, 3):
         dice = [float(r["dice"]) for r in rows if int(r["click"]) == click]
@@ -58,7 +58,7 @@ def test_dice_is_computed_on_the_original_grid(evaluated):
     with torch.no_grad():
         steps = simulate_clicks(prepared, label, 2, 3, rng=np.random.RandomState(233))
     truth = label.as_tensor()[0].numpy() == 2
-    with open(evaluated / "eval" / "nclick_metrics.csv") as f:
+    with open(evaluated / "eval" / "nclick_metrics.csv", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["case"] == "example_ct_sm" and r["class_id"] == "2"]
     for step, row in zip(steps, rows):
         assert step["mask"].shape == truth.shape == tuple(image.shape[1:])

@@ -230,8 +230,8 @@ def test_torchscript_overlay_builds_the_wrapper_on_the_exported_files(exported):
 
 def test_torchscript_overlay_checks_the_exported_files_instead_of_loading_weights():
     """The overlay repeats the base ``initialize`` and checks the .ts files (the eager weights are never loaded)."""
-    base = json.loads((CONFIGS / "inference.json").read_text())["initialize"]
-    overlay = json.loads((CONFIGS / "inference_torchscript.json").read_text())["initialize"]
+    base = json.loads((CONFIGS / "inference.json").read_text(encoding="utf-8"))["initialize"]
+    overlay = json.loads((CONFIGS / "inference_torchscript.json").read_text(encoding="utf-8"))["initialize"]
     assert overlay == [*base, "$@scripts.networks.check_exported(@encoder_ts, @decoder_ts)"]
 
 
@@ -291,7 +291,9 @@ def test_ckpt_export_traces_the_image_only_forward(exported, window, eager_embed
     assert done.returncode == 0, done.stderr[-3000:]
     extra = {"metadata.json": "", "inference.json": ""}
     model = torch.jit.load(str(copy / "models" / "model.ts"), map_location="cpu", _extra_files=extra)
-    assert json.loads(extra["metadata.json"]) == json.loads((copy / "configs" / "metadata.json").read_text())
+    assert json.loads(extra["metadata.json"]) == json.loads(
+        (copy / "configs" / "metadata.json").read_text(encoding="utf-8")
+    )
     assert "scripts.load_network" in json.dumps(json.loads(extra["inference.json"])["network_def"])
     (copy / "models" / "model.ts").unlink()  # 0.4 GB
     with torch.no_grad():

@@ -47,7 +47,7 @@ def test_demo_request_writes_a_label_map_on_the_original_grid(tmp_path):
     written = outputs(tmp_path)
     assert [p.name for p in written] == ["example_ct_objects.json", "example_ct_seg.nii.gz"]
     demo, seg = nib.load(DEMO), nib.load(written[1])
-    report = json.loads(written[0].read_text())["objects"]
+    report = json.loads(written[0].read_text(encoding="utf-8"))["objects"]
     assert [(o["name"], o["label"]) for o in report] == [("kidney_right", 2), ("urinary_bladder", 21)]
     labels = np.asarray(seg.dataobj)
     # the later object is painted over the earlier one where they overlap
@@ -71,7 +71,7 @@ def test_missing_weights_say_how_to_get_them(tmp_path):
 
 
 def write_text(path) -> str:
-    path.write_text("not an image")
+    path.write_text("not an image", encoding="utf-8")
     return str(path)
 
 
@@ -113,7 +113,7 @@ def test_simulation_mode_reports_dice_per_click(tmp_path):
     request = f"{{'image': '{DEMO}', 'label': '{seg}', 'classes': [2], 'num_clicks': 2}}"
     done = run_inference(tmp_path, "--untrained", "True", "--input_dict", request)
     assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((tmp_path / "out" / "example_ct_clicks.json").read_text())
+    report = json.loads((tmp_path / "out" / "example_ct_clicks.json").read_text(encoding="utf-8"))
     clicks = report["classes"]["2"]
     assert [c["click"] for c in clicks] == [1, 2] and clicks[0]["point_label"] == 1
     assert all(0.0 <= c["dice"] <= 1.0 for c in clicks)
@@ -139,7 +139,7 @@ def test_batch_inference_overlay_segments_a_folder(tmp_path):
         "example_ct_sm.nii.gz": {"points": [[77, 35, 13]], "point_labels": [1]},
         "example_mr_sm.nii.gz": {"objects": {"liver": {"points": [[40, 30, 10]], "point_labels": [1], "label": 5}}},
     }
-    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts), encoding="utf-8")
     overlay = "['configs/inference.json','configs/batch_inference.json']"
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", overlay, "--untrained", "True"]
     cmd += ["--input_dir", str(images), "--prompts_file", str(tmp_path / "prompts.json")]
@@ -159,7 +159,7 @@ def test_batch_inference_overlay_segments_a_folder(tmp_path):
         assert nib.load(tmp_path / "out" / f"{name}_seg.nii.gz").shape == nib.load(images / f"{name}.nii.gz").shape
 
     prompts["absent.nii.gz"] = prompts.pop("example_ct_sm.nii.gz")
-    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts), encoding="utf-8")
     shutil.rmtree(tmp_path / "out")
     strict = cmd + ["--stop_on_error", "True"]  # fail fast: the bad entry stops the batch before anything is read
     done = subprocess.run(strict, cwd=BUNDLE, capture_output=True, encoding="utf-8", errors="replace")

@@ -85,7 +85,9 @@ def _start(app: Path, studies: Path, log: Path, *conf: str) -> tuple[subprocess.
     cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), *conf]
     env = {**__import__("os").environ, "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "PYTHONPATH": EXTRA_PATH or ""}
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=app.parent)
+    proc = subprocess.Popen(
+        cmd, stdout=log.open("w", encoding="utf-8"), stderr=subprocess.STDOUT, env=env, cwd=app.parent
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -95,14 +97,14 @@ def _wait_up(proc: subprocess.Popen, url: str, log: Path, timeout: float = 240) 
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"the server ended at start:\n{log.read_text()[-3000:]}")
+            raise AssertionError(f"the server ended at start:\n{log.read_text(encoding='utf-8')[-3000:]}")
         try:
             if requests.get(f"{url}/info/", timeout=5).status_code == 200:
                 return
         except requests.ConnectionError:
             pass
         time.sleep(0.5)
-    raise AssertionError(f"the server did not answer /info/ in {timeout} s:\n{log.read_text()[-3000:]}")
+    raise AssertionError(f"the server did not answer /info/ in {timeout} s:\n{log.read_text(encoding='utf-8')[-3000:]}")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -195,7 +197,7 @@ def test_info_lists_a_deepgrow_model_of_dimension_3(server):
 def test_demo_ct_clicks_give_the_command_lines_label_map(server, tmp_path):
     written = _command_line(tmp_path, "None")  # README's main job: inference.json's own input_dict
     expected = np.asarray(nib.load(written).dataobj)
-    report = json.loads(next(tmp_path.glob("*_objects.json")).read_text())["objects"]
+    report = json.loads(next(tmp_path.glob("*_objects.json")).read_text(encoding="utf-8"))["objects"]
     client = MONAILabelClient(server["url"], client_id="main-job")
     label_map = np.zeros(expected.shape, dtype=np.uint8)
     for (name, click, value), record in zip(MAIN_JOB, report):
@@ -362,8 +364,8 @@ def test_wrong_weights_are_refused_at_start_with_one_line(tmp_path):
         assert proc.wait(240) != 0
     finally:
         _stop(proc)
-    lines = [line for line in log.read_text().splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "wrong.pt" in lines[0], log.read_text()[-2000:]
+    lines = [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "wrong.pt" in lines[0], log.read_text(encoding="utf-8")[-2000:]
 
 
 def test_click_diff_recognises_added_removed_reset_and_changed():

@@ -45,7 +45,7 @@ def _torchrun(config_files: list, overrides: dict) -> None:
 
 def _run_two_ranks(tmp_path, ddp: bool) -> dict[str, dict[str, torch.Tensor]]:
     """One training step on each of two ranks (one case each); the parameters of each rank before and after."""
-    multi = json.loads((CONFIGS / "multi_gpu_train.json").read_text())
+    multi = json.loads((CONFIGS / "multi_gpu_train.json").read_text(encoding="utf-8"))
     probe = {
         # after initialize has built the (DDP-wrapped) trainer, i.e. after DDP's broadcast from rank 0
         "initialize": multi["initialize"] + [SAVE % "start"],
@@ -54,7 +54,7 @@ def _run_two_ranks(tmp_path, ddp: bool) -> dict[str, dict[str, torch.Tensor]]:
     if not ddp:  # the reference's bug: every rank trains its own replica
         probe["train#trainer#network"] = "@click_simulation"
     probe_file = tmp_path / "probe.json"
-    probe_file.write_text(json.dumps(probe))
+    probe_file.write_text(json.dumps(probe), encoding="utf-8")
     overrides = tiny_overrides(
         tmp_path, cases=CASES, epochs=1, val_fraction=0.0, val_interval=1000, warmup_iterations=0
     )
@@ -93,7 +93,7 @@ def test_without_ddp_the_ranks_drift_apart(tmp_path):
 
 
 def _rows(path) -> list[tuple]:
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         return sorted(
             (r["case"], r["class_id"], r["click"], r["point"], r["dice"], r["nsd"]) for r in csv.DictReader(f)
         )
@@ -113,7 +113,7 @@ def test_two_rank_evaluation_reports_every_case_as_one_process_does(tmp_path, ev
     two_ranks, one = tmp_path / "eval", evaluated / "eval"
     assert {r[0] for r in _rows(two_ranks / "nclick_metrics.csv")} == {"example_ct_sm", "example_mr_sm"}
     assert _rows(two_ranks / "nclick_metrics.csv") == _rows(one / "nclick_metrics.csv")
-    summary, expected = (json.loads((d / "nclick_summary.json").read_text()) for d in (two_ranks, one))
+    summary, expected = (json.loads((d / "nclick_summary.json").read_text(encoding="utf-8")) for d in (two_ranks, one))
     assert summary["num_curves"] == 4 and summary.keys() == expected.keys()
     for key in ("dice_final", "nsd_final", "dice_auc", "best_dice"):
         assert summary[key] == pytest.approx(expected[key])

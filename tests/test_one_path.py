@@ -133,7 +133,7 @@ def test_session_equals_command_line_on_a_non_ras_image(tmp_path):
 
 def test_session_equals_command_line_with_the_demo_model(tmp_path):
     """The README main job's objects, through the shipped demo model, in a session and on the command line."""
-    objects = json.loads((CONFIGS / "inference.json").read_text())["input_dict"]["objects"]
+    objects = json.loads((CONFIGS / "inference.json").read_text(encoding="utf-8"))["input_dict"]["objects"]
     network = load_network(BUNDLE / "models")
     cli = command_line(tmp_path, DEMO[0], objects, network)
     ours = session_label_map(InteractiveSession(network, str(DEMO[0])), objects)

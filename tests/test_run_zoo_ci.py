@@ -45,17 +45,17 @@ def _lists(source: str) -> dict[str, list[str]]:
 )
 def test_custom_list_entry_is_added_once_and_the_file_still_parses(tmp_path, list_name):
     path = tmp_path / "bundle_custom_data.py"
-    path.write_text(CUSTOM_DATA)
+    path.write_text(CUSTOM_DATA, encoding="utf-8")
     run_zoo_ci.add_to_custom_list(path, list_name, "sam_med3d_x")
     run_zoo_ci.add_to_custom_list(path, list_name, "sam_med3d_x")  # a second call changes nothing
-    lists, before = _lists(path.read_text()), _lists(CUSTOM_DATA)
+    lists, before = _lists(path.read_text(encoding="utf-8")), _lists(CUSTOM_DATA)
     assert lists[list_name] == before[list_name] + ["sam_med3d_x"]
     assert all(lists[k] == before[k] for k in before if k != list_name)
 
 
 def test_custom_list_that_does_not_exist_is_refused(tmp_path):
     path = tmp_path / "bundle_custom_data.py"
-    path.write_text(CUSTOM_DATA)
+    path.write_text(CUSTOM_DATA, encoding="utf-8")
     with pytest.raises(ValueError, match="no list"):
         run_zoo_ci.add_to_custom_list(path, "exclude_verify_nothing_list", "x")
 
@@ -63,12 +63,12 @@ def test_custom_list_that_does_not_exist_is_refused(tmp_path):
 def test_pip_stand_in_fails_on_unmet_bundle_pins_and_only_reports_the_zoos(tmp_path, capsys):
     have = importlib.metadata.version("numpy")
     bundle_pins = tmp_path / "requirements_sam_med3d.txt"
-    bundle_pins.write_text(f"numpy=={have}\n")
+    bundle_pins.write_text(f"numpy=={have}\n", encoding="utf-8")
     assert run_zoo_ci.pip_stand_in(["install", "--pre", "-r", str(bundle_pins)]) == 0
-    bundle_pins.write_text(f"numpy=={have}\nnumpy==0.0.1\nno-such-distribution-xyz==1.0\n")
+    bundle_pins.write_text(f"numpy=={have}\nnumpy==0.0.1\nno-such-distribution-xyz==1.0\n", encoding="utf-8")
     assert run_zoo_ci.pip_stand_in(["install", "-r", str(bundle_pins)]) == 1
     zoo_requirements = tmp_path / "requirements-dev.txt"
-    zoo_requirements.write_text('no-such-distribution-xyz>=1\nother; platform_system == "Nowhere"\n')
+    zoo_requirements.write_text('no-such-distribution-xyz>=1\nother; platform_system == "Nowhere"\n', encoding="utf-8")
     assert run_zoo_ci.pip_stand_in(["install", "-r", str(zoo_requirements)]) == 0
     assert run_zoo_ci.pip_stand_in(["install", "--upgrade", "pip", "wheel"]) == 0
     out = capsys.readouterr().out
@@ -79,7 +79,7 @@ def test_pip_stand_in_fails_on_unmet_bundle_pins_and_only_reports_the_zoos(tmp_p
 def test_local_origin_has_dev_at_the_snapshot_commit(tmp_path):
     zoo = tmp_path / "zoo"
     (zoo / "ci").mkdir(parents=True)
-    (zoo / "ci" / "verify_bundle.py").write_text("print('x')\n")
+    (zoo / "ci" / "verify_bundle.py").write_text("print('x')\n", encoding="utf-8")
     work = tmp_path / "work"
     work.mkdir()
     clone, commit = run_zoo_ci.prepare_zoo(zoo, None, work)  # a plain folder: committed as it is
@@ -93,8 +93,10 @@ def test_pr_files_leave_out_downloads_caches_and_outputs(tmp_path):
     bundle = tmp_path / "b"
     for name in ("configs/metadata.json", "LICENSE", "models/model.pt", "eval/x.json", "scripts/__pycache__/a.pyc"):
         (bundle / name).parent.mkdir(parents=True, exist_ok=True)
-        (bundle / name).write_text("{}")
-    (bundle / "large_files.yml").write_text('large_files:\n  - path: "models/model.pt"\n    url: "file:///x"\n')
+        (bundle / name).write_text("{}", encoding="utf-8")
+    (bundle / "large_files.yml").write_text(
+        'large_files:\n  - path: "models/model.pt"\n    url: "file:///x"\n', encoding="utf-8"
+    )
     found, entries = run_zoo_ci.read_large_files(bundle)
     assert found == bundle / "large_files.yml" and entries[0]["path"] == "models/model.pt"
     files = [p.as_posix() for p in run_zoo_ci.pr_files(bundle, [e["path"] for e in entries])]

@@ -67,7 +67,7 @@ def clone_with_a_venv(tmp_path_factory) -> Path:
     for venv in (".venv", "venv", "env", "my-python", "bundle/.venv"):
         bad = clone / venv / "lib" / "python3.11" / "site-packages" / "pkg" / "bad.py"
         bad.parent.mkdir(parents=True)
-        bad.write_text(BADLY_FORMATTED)
+        bad.write_text(BADLY_FORMATTED, encoding="utf-8")
     return clone
 
 
@@ -78,7 +78,7 @@ def test_lint_ignores_untracked_venvs_and_catches_tracked_files(clone_with_a_ven
     done = lint(clone_with_a_venv, tool)
     assert done.returncode == 0, f"{tool} linted an untracked venv:\n{done.stdout}\n{done.stderr}"
     tracked = clone_with_a_venv / "bundle" / "scripts" / "bad_example.py"
-    tracked.write_text(BADLY_FORMATTED)
+    tracked.write_text(BADLY_FORMATTED, encoding="utf-8")
     subprocess.run(["git", "add", str(tracked)], cwd=clone_with_a_venv, check=True)
     try:
         assert lint(clone_with_a_venv, tool).returncode != 0, f"{tool} missed a badly formatted tracked file"
@@ -97,6 +97,6 @@ def test_json_configs_are_zoo_formatted():
     files = sorted(BUNDLE.glob("configs/*.json"))
     assert files, "the bundle has no JSON configs"
     for path in files:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         canonical = json.dumps(json.loads(text, object_pairs_hook=collections.OrderedDict), indent=4) + "\n"
         assert text == canonical, f"{path.name} is not json.dumps(indent=4) + newline"

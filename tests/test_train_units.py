@@ -292,9 +292,9 @@ def test_summary_and_reports(tmp_path):
     assert "best_dice" not in summarise(records)
     write_reports(records, str(tmp_path), prefix="x")
     assert (tmp_path / "x_dice.png").stat().st_size > 1000
-    rows = (tmp_path / "x_metrics.csv").read_text().splitlines()
+    rows = (tmp_path / "x_metrics.csv").read_text(encoding="utf-8").splitlines()
     assert rows[0] == "case,class_id,click,point,point_label,dice,nsd" and len(rows) == 10
-    assert json.loads((tmp_path / "x_summary.json").read_text())["num_curves"] == 3
+    assert json.loads((tmp_path / "x_summary.json").read_text(encoding="utf-8"))["num_curves"] == 3
 
 
 def test_no_records_is_an_error():

@@ -78,7 +78,7 @@ def build_zip(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, name: s
     for required in ("configs/metadata.json", "LICENSE"):
         if not (bundle / required).is_file():
             raise FileNotFoundError(f"{bundle} is not a bundle folder: {required} is missing.")
-    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
     version = metadata.get("version")
     if not version:
         raise ValueError(f"{bundle}/configs/metadata.json has no version.")

@@ -233,11 +233,11 @@ def read_large_files(bundle: Path) -> tuple[Path | None, list[dict]]:
     if found is None:
         return None, []
     if found.suffix == ".json":
-        data = json.loads(found.read_text())
+        data = json.loads(found.read_text(encoding="utf-8"))
     else:
         import yaml
 
-        data = yaml.safe_load(found.read_text())
+        data = yaml.safe_load(found.read_text(encoding="utf-8"))
     entries = (data or {}).get("large_files", [])
     return found, [dict(entry) for entry in entries]
 
@@ -278,7 +278,7 @@ def add_to_custom_list(custom_data: Path, list_name: str, bundle_name: str) -> N
     Raises:
         ValueError: no top-level list of that name.
     """
-    source = custom_data.read_text()
+    source = custom_data.read_text(encoding="utf-8")
     for node in ast.parse(source).body:
         if (
             isinstance(node, ast.Assign)
@@ -296,7 +296,7 @@ def add_to_custom_list(custom_data: Path, list_name: str, bundle_name: str) -> N
             else:  # one item per line, before the closing bracket
                 indent = " " * (node.value.elts[0].col_offset if node.value.elts else 4)
                 lines.insert(end_row, f'{indent}"{bundle_name}",\n')
-            custom_data.write_text("".join(lines))
+            custom_data.write_text("".join(lines), encoding="utf-8")
             return
     raise ValueError(f"{custom_data} has no list {list_name}")
 
@@ -309,7 +309,7 @@ def hook_ids(config: Path) -> list[str]:
     """
     import yaml
 
-    data = yaml.safe_load(config.read_text()) or {}
+    data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     ids: list[str] = []
     for repo in data.get("repos", []):
         for hook in repo.get("hooks", []):
@@ -473,7 +473,7 @@ def pip_stand_in(args: Sequence[str]) -> int:
     for name in files:
         strict = Path(name).name.startswith(BUNDLE_PIN_PREFIX)
         met, unmet = [], []
-        for raw in Path(name).read_text().splitlines():
+        for raw in Path(name).read_text(encoding="utf-8").splitlines():
             text = raw.split(" #")[0].strip()
             if not text or text.startswith(("#", "-")):
                 continue
@@ -723,7 +723,7 @@ class Rehearsal:
         """Place the schema and the large files where the zoo's download steps look first (after the PR commit)."""
         opt = self.opt
         bundle = self.zoo / "models" / self.name
-        meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+        meta = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
         url = meta.get("schema", "")
         schema_name = url.split("/")[-1]
         candidates = [Path(opt.schema)] if opt.schema else list(SCHEMA_CANDIDATES)
@@ -759,11 +759,15 @@ class Rehearsal:
         if blanked:
             self.large_file = bundle / self.large_file.name
             if self.large_file.suffix == ".json":
-                self.large_file.write_text(json.dumps({"large_files": self.large_entries}, indent=4) + "\n")
+                self.large_file.write_text(
+                    json.dumps({"large_files": self.large_entries}, indent=4) + "\n", encoding="utf-8"
+                )
             else:
                 import yaml
 
-                self.large_file.write_text(yaml.safe_dump({"large_files": self.large_entries}, sort_keys=False))
+                self.large_file.write_text(
+                    yaml.safe_dump({"large_files": self.large_entries}, sort_keys=False), encoding="utf-8"
+                )
         if made:
             config = next(
                 (
@@ -904,7 +908,11 @@ class Rehearsal:
         ).stdout.strip()
         clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         dry_run = [ci_python, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--pre", "--quiet"]
-        pins = [x.strip() for x in requirements.read_text().splitlines() if x.strip() and not x.startswith("#")]
+        pins = [
+            x.strip()
+            for x in requirements.read_text(encoding="utf-8").splitlines()
+            if x.strip() and not x.startswith("#")
+        ]
         start, refused = time.monotonic(), []
         for index, pin in enumerate(pins):  # each pin alone: Requires-Python of that very version
             log = self.log_dir / f"pins_resolve_{index:02d}.log"

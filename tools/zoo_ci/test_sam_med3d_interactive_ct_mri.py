@@ -138,7 +138,7 @@ class TestSAMMed3DInteractive(unittest.TestCase):
         mask = nib.load(written)
         self.assertEqual(mask.shape, nib.load(case["image"]).shape)
         np.testing.assert_allclose(mask.affine, nib.load(case["image"]).affine, atol=1e-5)
-        with open(os.path.join(override["output_dir"], "image_0_objects.json")) as report:
+        with open(os.path.join(override["output_dir"], "image_0_objects.json"), encoding="utf-8") as report:
             objects = json.load(report)
         self.assertTrue(objects, "inference wrote no object report")
 

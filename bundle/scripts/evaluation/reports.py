@@ -127,11 +127,11 @@ def write_reports(
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(records, best_over_clicks)
     ordered = sorted(records, key=lambda r: (r["case"], int(r["class_id"]), int(r["click"])))
-    with open(out / f"{prefix}_metrics.csv", "w", newline="") as f:
+    with open(out / f"{prefix}_metrics.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(ordered)
-    with open(out / f"{prefix}_summary.json", "w") as f:
+    with open(out / f"{prefix}_summary.json", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, allow_nan=True)
         f.write("\n")
     if plot:

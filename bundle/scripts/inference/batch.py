@@ -44,7 +44,7 @@ def batch_requests(input_dir: str, prompts_file: str, strict: bool = True) -> li
     if not path.is_file():
         raise FileNotFoundError(f"prompts file not found: {path}")
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e}).") from e
     if not isinstance(entries, dict) or not entries:

@@ -145,7 +145,7 @@ class BatchLedger:
     def _from_report(self, source: str) -> tuple[list, list, list]:
         path = report_path(self.report_dir, source, "objects")
         try:
-            records = json.loads(path.read_text())["objects"]
+            records = json.loads(path.read_text(encoding="utf-8"))["objects"]
             return [r["name"] for r in records], [r["voxels"] for r in records], [r.get("iou") for r in records]
         except (OSError, ValueError, KeyError, TypeError):
             return [], [], []
@@ -196,7 +196,7 @@ class BatchLedger:
     def _write(self, name: str, columns: Sequence[str], rows: list[dict]) -> None:
         target = self.report_dir / name
         partial = target.with_name(f".{name}.partial-{os.getpid()}")
-        with open(partial, "w", newline="") as f:
+        with open(partial, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)

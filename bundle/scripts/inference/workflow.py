@@ -158,6 +158,6 @@ class PromptedEvaluator(SupervisedEvaluator):
         target = report_path(self.report_dir, source, kind)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        partial.write_text(json.dumps({"image": source, **report}, indent=4) + "\n")
+        partial.write_text(json.dumps({"image": source, **report}, indent=4) + "\n", encoding="utf-8")
         os.replace(partial, target)
         logger.info(f"wrote {target}")

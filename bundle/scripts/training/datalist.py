@@ -96,7 +96,7 @@ def load_datalist(source: str | os.PathLike | Sequence[dict], base_dir: str | No
             return [item for folder in folders for item in _pairs_in(folder)]
         if not path.is_file():
             raise FileNotFoundError(f"datalist source not found: {path}")
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             content = json.load(f)
         if key not in content:
             raise ValueError(f"{path} has no '{key}' section (sections: {sorted(content)}).")
