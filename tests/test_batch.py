@@ -65,7 +65,7 @@ def make_cases(root: Path, prompts: dict[str, tuple[Path | None, dict]]) -> list
             (images / name).write_text("not an image", encoding="utf-8")
         else:
             shutil.copy(source, images / name)
-    (root / "prompts.json").write_text(json.dumps({name: p for name, (_, p) in prompts.items()}))
+    (root / "prompts.json").write_text(json.dumps({name: p for name, (_, p) in prompts.items()}), encoding="utf-8")
     return ["--input_dir", str(images), "--prompts_file", str(root / "prompts.json"), "--max_windows", "2"]
 
 

@@ -84,7 +84,9 @@ def test_local_origin_has_dev_at_the_snapshot_commit(tmp_path):
     work.mkdir()
     clone, commit = run_zoo_ci.prepare_zoo(zoo, None, work)  # a plain folder: committed as it is
     assert (clone / "ci" / "verify_bundle.py").is_file()
-    fetched = subprocess.run(["git", "fetch", "origin", "dev"], cwd=clone, capture_output=True, text=True)
+    fetched = subprocess.run(
+        ["git", "fetch", "origin", "dev"], cwd=clone, capture_output=True, text=True, encoding="utf-8"
+    )
     assert fetched.returncode == 0, fetched.stderr
     assert run_zoo_ci.git("rev-parse", "origin/dev", cwd=clone).strip() == commit
 

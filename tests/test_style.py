@@ -13,6 +13,7 @@ configs as the zoo formats them."""
 
 from __future__ import annotations
 
+import ast
 import collections
 import json
 import shutil
@@ -100,3 +101,44 @@ def test_json_configs_are_zoo_formatted():
         text = path.read_text(encoding="utf-8")
         canonical = json.dumps(json.loads(text, object_pairs_hook=collections.OrderedDict), indent=4) + "\n"
         assert text == canonical, f"{path.name} is not json.dumps(indent=4) + newline"
+
+
+def locale_dependent_text_io(source: str) -> list[int]:
+    """Lines of ``source`` that read or write text, or decode a subprocess's output, with the locale's codec: CI's
+    locale is ASCII, so such a call breaks on the first non-ASCII character (a progress bar, a "x" in a doc)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        keywords = {k.arg for k in node.keywords}
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        modes = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        modes += [k.value.value for k in node.keywords if k.arg == "mode" and isinstance(k.value, ast.Constant)]
+        if (name in ("read_text", "write_text") and isinstance(node.func, ast.Attribute)) or (
+            name == "open" and not any("b" in m for m in modes)
+        ):
+            if "encoding" not in keywords and not (
+                name == "open" and isinstance(node.func, ast.Attribute) and not modes
+            ):
+                lines.append(node.lineno)
+        elif name in ("run", "Popen", "check_output") and ({"text", "universal_newlines"} & keywords):
+            if "encoding" not in keywords:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_locale_dependent_text_io_is_found():
+    found = locale_dependent_text_io(
+        "p.read_text()\nopen(f)\nopen(f, 'w')\nsubprocess.run(c, text=True)\n"
+        "p.read_text(encoding='utf-8')\nopen(f, 'rb')\nsubprocess.run(c, text=True, encoding='utf-8')\n"
+    )
+    assert found == [1, 2, 3, 4]
+
+
+def test_text_io_names_its_encoding():
+    bad = [
+        f"{name}:{line}"
+        for name in tracked_python_files(ROOT)
+        for line in locale_dependent_text_io((ROOT / name).read_text(encoding="utf-8"))
+    ]
+    assert not bad, "text I/O with the locale's codec (pass encoding='utf-8'):\n" + "\n".join(bad)

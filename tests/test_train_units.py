@@ -137,7 +137,8 @@ def test_nnunet_folder_msd_json_and_upstream_layout(tmp_path):
                     {"image": "data/liver/ct_Toy/imagesTr/c1.nii.gz", "label": "data/liver/ct_Toy/labelsTr/c1.nii.gz"}
                 ]
             }
-        )
+        ),
+        encoding="utf-8",
     )
     items = load_datalist(str(datalist))
     assert items[0]["image"] == str(upstream / "liver/ct_Toy/imagesTr/c1.nii.gz")

@@ -328,7 +328,9 @@ def site_dirs(python: str) -> list[str]:
         "import json, os, sys; print(json.dumps([p for p in sys.path if os.path.isdir(p) and "
         "os.path.basename(p) in ('site-packages', 'dist-packages')]))"
     )
-    paths = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
+    paths = json.loads(
+        subprocess.run([python, "-c", code], capture_output=True, text=True, encoding="utf-8", check=True).stdout
+    )
     return list(dict.fromkeys(paths))
 
 
@@ -339,7 +341,9 @@ def own_site_dir(python: str) -> str:
         python: an interpreter.
     """
     code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, encoding="utf-8", check=True
+    ).stdout.strip()
 
 
 def has_module(python: str, module: str) -> bool:
@@ -374,7 +378,9 @@ def unmet(python: str, requirements: Sequence[str]) -> list[str]:
         python: an interpreter (it must see ``packaging``).
         requirements: e.g. ``["pre-commit", "virtualenv<21"]``.
     """
-    done = subprocess.run([python, "-c", _UNMET_SNIPPET, *requirements], capture_output=True, text=True)
+    done = subprocess.run(
+        [python, "-c", _UNMET_SNIPPET, *requirements], capture_output=True, text=True, encoding="utf-8"
+    )
     if done.returncode != 0:  # no packaging there: take everything as missing
         return list(requirements)
     return done.stdout.split()
@@ -403,11 +409,12 @@ def tool_python(python: str, cache_dir: Path, needed: Sequence[str]) -> str:
             [python, "-c", "import sys; print(getattr(sys, '_base_executable', sys.executable))"],
             capture_output=True,
             text=True,
+            encoding="utf-8",
             check=True,
         ).stdout.strip()
         subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
         own = own_site_dir(str(exe))
-        Path(own, "zz_run_zoo_ci_base.pth").write_text("\n".join(site_dirs(python)) + "\n")
+        Path(own, "zz_run_zoo_ci_base.pth").write_text("\n".join(site_dirs(python)) + "\n", encoding="utf-8")
     still = unmet(str(exe), needed)
     if still:
         print(f"NOTE  installing {' '.join(still)} into the tool environment {venv} (package index)")
@@ -429,7 +436,9 @@ def find_interpreter(version: str) -> str | None:
     candidates += [str(d / "bin" / f"python{version}") for d in sorted(pyenv.glob(f"{version}.*"), reverse=True)]
     for exe in candidates:
         if exe and Path(exe).exists():
-            done = subprocess.run([exe, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True)
+            done = subprocess.run(
+                [exe, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, encoding="utf-8"
+            )
             if done.returncode == 0:
                 return done.stdout.strip()
     return None
@@ -445,7 +454,9 @@ def write_pip_stand_in(shim_dir: Path, python: str) -> None:
     shim_dir.mkdir(parents=True, exist_ok=True)
     for name in ("pip", "pip3"):
         shim = shim_dir / name
-        shim.write_text(f'#!/bin/sh\nexec {shlex.quote(python)} {shlex.quote(__file__)} _pip_stand_in "$@"\n')
+        shim.write_text(
+            f'#!/bin/sh\nexec {shlex.quote(python)} {shlex.quote(__file__)} _pip_stand_in "$@"\n', encoding="utf-8"
+        )
         shim.chmod(0o755)
 
 
@@ -883,6 +894,7 @@ class Rehearsal:
                 [self.tool, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
                 capture_output=True,
                 text=True,
+                encoding="utf-8",
             ).stdout.strip()
             cmd = [self.tool, "-m", "pytype", "-j", str(self.opt.threads), f"--python-version={version}", *targets]
             self.check("codeformat pytype", cmd, "codeformat_pytype.log")
@@ -904,7 +916,10 @@ class Rehearsal:
             return
         ci_python = str(self.opt.ci_python)
         version = subprocess.run(
-            [ci_python, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True
+            [ci_python, "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
         ).stdout.strip()
         clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         dry_run = [ci_python, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--pre", "--quiet"]
