@@ -180,8 +180,8 @@ class PromptEncoder3D(nn.Module):
         """
         if not self.box_embeddings:
             raise ValueError(
-                "box prompts need a checkpoint with box embeddings (four prompt_encoder.point_embeddings, the CVPR 2025 "
-                "ones); this network has two: give the box as a click at its centre."
+                "box prompts are not supported by this network: they need a checkpoint with box embeddings (four "
+                "prompt_encoder.point_embeddings, the CVPR 2025 ones); give the box as a click at its centre."
             )
         if tuple(boxes.shape[1:]) not in ((6,), (2, 3)):
             raise ValueError(f"boxes must have shape (K, 6) or (K, 2, 3), got {tuple(boxes.shape)}.")
@@ -223,7 +223,8 @@ class PromptEncoder3D(nn.Module):
                     f"mask prompt must have shape (K, {', '.join(map(str, expected))}), got {tuple(masks.shape)}."
                 )
             if (points is not None or boxes is not None) and masks.shape[0] != batch:
-                raise ValueError(f"mask prompt has {masks.shape[0]} objects but the points or boxes have {batch}.")
+                given = "points" if points is not None else "boxes"
+                raise ValueError(f"mask prompt has {masks.shape[0]} objects but the {given} have {batch}.")
             batch = masks.shape[0]
         if class_ids is not None:
             self.check_class_ids(class_ids)
