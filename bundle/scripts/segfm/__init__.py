@@ -11,7 +11,16 @@
 """The CVPR 2025 SegFM challenge's interactive format: cases (``case``) and a predictor on the one session path
 (``predictor``), as ``configs/segfm_predict.json`` runs it."""
 
-from .case import SegfmCase, SegfmClass, case_image, read_case
+from .case import SegfmCase, SegfmClass, case_from_arrays, case_image, read_case
 from .predictor import RULES, SegfmPredictor, predict_case
 
-__all__ = ["RULES", "SegfmCase", "SegfmClass", "SegfmPredictor", "case_image", "predict_case", "read_case"]
+__all__ = [
+    "RULES",
+    "SegfmCase",
+    "SegfmClass",
+    "SegfmPredictor",
+    "case_from_arrays",
+    "case_image",
+    "predict_case",
+    "read_case",
+]

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from monai.data import MetaTensor
 
-__all__ = ["SegfmClass", "SegfmCase", "read_case", "case_image"]
+__all__ = ["SegfmClass", "SegfmCase", "case_from_arrays", "read_case", "case_image"]
 
 
 @dataclass
@@ -130,6 +130,19 @@ def read_case(path: str | Path) -> SegfmCase:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
         raise _fail(name, f"cannot read {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return case_from_arrays(name, arrays)
+
+
+def case_from_arrays(name: str, arrays: dict) -> SegfmCase:
+    """Check one case given as its arrays (what the ``.npz`` holds).
+
+    Args:
+        name: the case's name, for messages.
+        arrays: ``imgs``, ``spacing`` and the prompts (see the module docstring).
+
+    Raises:
+        ValueError: as :func:`read_case`.
+    """
     if "imgs" not in arrays:
         raise _fail(name, "no 'imgs' array (the image, (D, H, W) uint8).")
     imgs = arrays["imgs"]
