@@ -20,6 +20,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import BUNDLE, DATA
 from monai.bundle import ConfigWorkflow
 from test_segfm_metrics import EVAL
 from test_train_workflow import CASES, CONFIGS, TINY_NET, tiny_overrides
@@ -81,3 +82,31 @@ def test_segfm_protocol_on_nifti_cases(tmp_path):
 def test_unknown_protocol_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="protocol must be nclick or segfm"):
         run_evaluate(tmp_path, protocol="segfm2")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", ["session", "upstream"])
+def test_demo_model_figures_equal_the_official_evaluator(tmp_path, rule):
+    """The official evaluator ran this predictor (demo model) on three cases (tests/data/segfm/README.md, C): the
+    in-process protocol gives the same figures."""
+    from scripts import load_network
+    from scripts.evaluation import SegfmEvaluation
+    from scripts.inference import ClickWindowInferer
+
+    official = DATA / "segfm" / "demo_official" / f"{rule}_metrics.csv"
+    rows = {r["CaseName"][: -len(".npz")]: r for r in csv.DictReader(official.read_text(encoding="utf-8").splitlines())}
+    cases, gts = tmp_path / "cases", tmp_path / "gts"
+    cases.mkdir()
+    gts.mkdir()
+    for name in rows:
+        shutil.copy(EVAL / "imgs" / f"{name}.npz", cases)
+        shutil.copy(EVAL / "gts" / f"{name}.npz", gts)
+    network = load_network(BUNDLE / "models")
+    SegfmEvaluation(
+        network, ClickWindowInferer(), str(tmp_path), cases_dir=str(cases), gts_dir=str(gts), rule=rule
+    ).run()
+    ours = {r["case"]: r for r in json.loads((tmp_path / "segfm_metrics.json").read_text(encoding="utf-8"))["cases"]}
+    keys = [f"{m}_{s}" for m in ("DSC", "NSD") for s in range(1, 7)] + ["DSC_AUC", "NSD_AUC", "DSC_Final", "NSD_Final"]
+    for name, row in rows.items():
+        for key in keys:
+            assert abs(ours[name][key] - float(row[key])) <= 1e-6, (name, key)
