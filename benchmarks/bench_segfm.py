@@ -42,7 +42,7 @@ def organs(k: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     rng = np.random.default_rng(0)
     z, y, x = np.ogrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
     body = ((y - 256) / 220.0) ** 2 + ((x - 256) / 240.0) ** 2 < 1
-    imgs = np.where(body, 90, 5).astype(np.uint8)
+    imgs = np.broadcast_to(np.where(body, 90, 5).astype(np.uint8), SHAPE).copy()
     gts = np.zeros(SHAPE, dtype=np.uint8)
     boxes = []
     for c in range(1, k + 1):
