@@ -31,6 +31,8 @@ sys.path.insert(0, str(BUNDLE))  # the bundle's `scripts` package, as the zoo CI
 _EMBEDDINGS = (
     "point_embeddings.0.weight",
     "point_embeddings.1.weight",
+    "point_embeddings.2.weight",  # box corners (CVPR25_3DFM checkpoints): tests/data/segfm/README.md extends the recipe
+    "point_embeddings.3.weight",
     "not_a_point_embed.weight",
     "no_mask_embed.weight",
     "iou_token.weight",

@@ -149,13 +149,15 @@ def network():
 
 @pytest.fixture(scope="module")
 def reference(network):
-    """Fresh sessions on images prepared once in this process: ``reference(image, clicks) -> (mask, iou)``."""
+    """Fresh sessions on images prepared once in this process: ``reference(image, clicks[, box]) -> (mask, iou)``."""
     prepared = {}
 
-    def run(image: Path, clicks: list) -> tuple[np.ndarray, float]:
+    def run(image: Path, clicks: list, box: tuple | None = None) -> tuple[np.ndarray, float]:
         if image not in prepared:
             prepared[image] = ClickWindowInferer().prepare(as_image(image), network)
         session = InteractiveSession.on_prepared(prepared[image])
+        if box is not None:
+            session.box(*box)
         for point, positive in clicks:
             session.click(point, positive=positive)
         return session.mask, session.iou
@@ -321,10 +323,10 @@ def test_bad_requests_get_one_line_http_errors_and_the_server_stays_up(server, r
     assert not answer["image_prepared"] and answer["encoded_now"] == 0  # the cache survived
 
 
-def test_slicer_roi_clips_the_mask_to_its_box(server, reference):
+def test_slicer_roi_is_the_box_prompt_and_clips_the_mask(server, reference):
     roi = [90, 80, 30, 60, 70, 78]  # Slicer's [i0, i1, j0, j1, k0, k1]; pairs not sorted for flipped axes
     mask_image, answer = _infer(MONAILabelClient(server["url"], client_id="roi"), "example_ct", [[86, 43, 74]], roi=roi)
-    expected, _ = reference(DEMO_CT, [([86, 43, 74], True)])
+    expected, _ = reference(DEMO_CT, [([86, 43, 74], True)], box=((80, 30, 70), (90, 60, 78)))  # the session's box
     box = np.zeros_like(expected)
     box[80:91, 30:61, 70:79] = True
     np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected & box)

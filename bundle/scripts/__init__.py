@@ -15,7 +15,7 @@ paste-back), ``inference`` (prompts, the one interactive path ``ObjectTrack`` an
 ``evaluation``; ``weights.load_network`` is the one call that gives a ready network from a bundle folder.
 """
 
-from . import evaluation, geometry, inference, networks, training  # the roles, as configs name them
+from . import evaluation, geometry, inference, networks, segfm, training  # the roles, as configs name them
 from .errors import exit_on_user_error, one_line_errors
 from .evaluation import simulate_clicks
 from .inference import (

@@ -42,10 +42,12 @@ RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd")
 
 @dataclass
 class _State:
-    """One client's object on one image and label: the session and its clicks in the order they were made."""
+    """One client's object on one image and label: the session, its box (Slicer's ``roi``) and its clicks in the
+    order they were made."""
 
     session: InteractiveSession
     clicks: list[Click] = field(default_factory=list)
+    box: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 def _bad_request(message: str, status: int = 400) -> HTTPException:
@@ -61,7 +63,8 @@ class SamMed3DInfer(InferTask):
     """SAM-Med3D clicks for 3D Slicer and OHIF: a ``deepgrow`` model of dimension 3.
 
     A request carries ``foreground`` and ``background`` voxel indices of the image as the server stores it, and
-    ``label``; the answer is the object's mask on the image's own grid (NIfTI, or NRRD with
+    ``label``, and optionally Slicer's ``roi``, which is the object's box prompt (given to the session before the
+    clicks; the mask is also clipped to it); the answer is the object's mask on the image's own grid (NIfTI, or NRRD with
     ``result_extension: ".nrrd"``) and, in its JSON, the decoder's predicted IoU. State is kept per client, image and
     label: a request is compared with the clicks of the last answer (a click added, removed, or a reset), so a
     further click is one decoder pass per window it touches, on windows encoded once per image.
@@ -138,21 +141,25 @@ class SamMed3DInfer(InferTask):
         shape = tuple(int(s) for s in prepared.image.shape[1:])
         clicks = parse_clicks(request, shape)
         roi = _roi(request.get("roi"), shape)
+        box = _roi_box(request.get("roi"), shape)
         for key in [k for k in self._states if k[0] == client and k[1] != path]:  # a new image starts fresh
             del self._states[key]
         key = (client, path, label)
         state = self._states.get(key)
-        if state is None or state.session.prepared is not prepared or request.get("reset_state"):
-            state = _State(InteractiveSession.on_prepared(prepared, self.inferer))
         encoded_before = self.cache.encoder_calls
+        if state is None or state.session.prepared is not prepared or request.get("reset_state") or state.box != box:
+            state = _State(InteractiveSession.on_prepared(prepared, self.inferer), box=box)
+            if box is not None:  # a new or moved roi starts the object from it; the clicks are replayed after it
+                state.session.box(*box)
         change = diff_clicks(state.clicks, clicks)
         state, mask = _apply(state, change, prepared, self.inferer)
         self._states[key] = state
+        prompted = bool(state.clicks) or state.box is not None
         if mask is None:
-            mask = state.session.mask if state.clicks else np.zeros(shape, dtype=bool)
+            mask = state.session.mask if prompted else np.zeros(shape, dtype=bool)
         if roi is not None:
             mask = mask & roi
-        iou = state.session.iou if state.clicks else float("nan")
+        iou = state.session.iou if prompted else float("nan")
         compress = bool(request.get("result_compress", True))
         file_name = _write_mask(mask, prepared.image.affine, extension, compress, self._results)
         seconds = time.perf_counter() - start
@@ -187,7 +194,9 @@ def _apply(
         return state, None
     if change.kind == "reset":
         session.reset()
-        return _State(session, []), None
+        if state.box is not None:
+            session.box(*state.box)
+        return _State(session, [], state.box), None
     if change.kind == "added":
         done = 0
         try:
@@ -198,15 +207,17 @@ def _apply(
             for _ in range(done):
                 session.undo()
             raise
-        return _State(session, change.clicks), mask
+        return _State(session, change.clicks, state.box), mask
     if change.kind == "removed" and change.undo:
         for _ in range(change.undo):
             mask = session.undo()
-        return _State(session, change.clicks), mask
-    fresh = InteractiveSession.on_prepared(prepared, inferer)  # replay the remaining clicks in the order made
+        return _State(session, change.clicks, state.box), mask
+    fresh = InteractiveSession.on_prepared(prepared, inferer)  # replay the box and remaining clicks in the order made
+    if state.box is not None:
+        mask = fresh.box(*state.box)
     for point, positive in change.clicks:
         mask = fresh.click(point, positive=bool(positive))
-    return _State(fresh, change.clicks), mask
+    return _State(fresh, change.clicks, state.box), mask
 
 
 def _roi(value: object, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -220,6 +231,17 @@ def _roi(value: object, shape: tuple[int, ...]) -> np.ndarray | None:
     hi = [min(shape[a], max(value[2 * a], value[2 * a + 1]) + 1) for a in range(3)]
     box[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
     return box
+
+
+def _roi_box(value: object, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Slicer's ROI as the box prompt: its lowest and highest corner voxels inside the image, or ``None``."""
+    if value is None or value == []:
+        return None
+    lo = tuple(max(0, min(value[2 * a], value[2 * a + 1])) for a in range(3))  # type: ignore[index]
+    hi = tuple(min(shape[a] - 1, max(value[2 * a], value[2 * a + 1])) for a in range(3))  # type: ignore[index]
+    if any(h < v for v, h in zip(lo, hi)):
+        raise _bad_request(f"'roi' {value!r} lies outside the image of shape {shape}.")
+    return lo, hi
 
 
 def _write_mask(mask: np.ndarray, affine: torch.Tensor, extension: str, compress: bool, folder: str) -> str:

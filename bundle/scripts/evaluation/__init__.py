@@ -9,10 +9,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """Evaluation: clicks simulated from a label (the reference's rule), the one N-click loop, metrics, reports and the
-N-click evaluator."""
+N-click evaluator, and the SegFM challenge's protocol (scores, click rule, loop, reports)."""
 
 from .clicks import FIRST_CLICK_SEED, error_regions, sample_first_click, simulate_clicks
 from .evaluator import NClickEvaluator
 from .metrics import curve_auc, dice_score, surface_dice
 from .nclick import case_classes, nclick_case
 from .reports import ClickCurveMetric, ClickReportWriter, summarise, write_reports
+from .segfm_evaluation import SegfmEvaluation, write_segfm_reports
+from .segfm_loop import nifti_case, segfm_loop

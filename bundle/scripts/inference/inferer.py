@@ -22,30 +22,35 @@ from monai.inferers import Inferer
 from ..geometry import ROI_SIZE, TARGET_SPACING
 from .prepared import PreparedImage
 from .prompts import ObjectPrompt
-from .track import ObjectTrack
+from .track import ObjectTrack, box_on_grid
 
 __all__ = ["ClickWindowInferer", "track_object"]
 
 logger = logging.getLogger(__name__)
 
 
-def track_object(prepared: PreparedImage, prompt: ObjectPrompt, max_windows: int = 8) -> ObjectTrack:
-    """The object's track after its clicks, made one after another (what a session given the same clicks holds).
+def track_object(
+    prepared: PreparedImage, prompt: ObjectPrompt, max_windows: int = 8, box_margin_mm: float = 10.0
+) -> ObjectTrack:
+    """The object's track after its box and clicks, one after another (what a session given the same prompts holds).
 
     Args:
         prepared: the image, prepared once.
-        prompt: the object's clicks in original voxel indices.
+        prompt: the object's box and clicks in original voxel indices.
         max_windows: window budget of the object; 1 is the reference's single window.
+        box_margin_mm: networks without box embeddings clip the mask to the box grown by this.
 
     Raises:
-        ValueError: naming the object, if a click is refused (see ``ObjectTrack.add_click``).
+        ValueError: naming the object, if a prompt is refused (see ``ObjectTrack.add_box`` / ``add_click``).
     """
-    track = ObjectTrack(prepared, max_windows)
-    for point, label in zip(prepared.to_ras(prompt.points), prompt.point_labels):
-        try:
+    track = ObjectTrack(prepared, max_windows, box_margin_mm=box_margin_mm)
+    try:
+        if prompt.box is not None:
+            track.add_box(box_on_grid(prepared, prompt.box[0], prompt.box[1]))
+        for point, label in zip(prepared.to_ras(prompt.points), prompt.point_labels):
             track.add_click(point, int(label))
-        except ValueError as e:
-            raise ValueError(f"object '{prompt.name}': {e}") from None
+    except ValueError as e:
+        raise ValueError(f"object '{prompt.name}': {e}") from None
     return track
 
 
@@ -64,6 +69,8 @@ class ClickWindowInferer(Inferer):
         amp: run the network under CUDA autocast (float16) on CUDA devices.
         interpolation: ``"bilinear"`` (the reference's image resampling) or ``"nearest"`` (how the reference
             resamples labels; tests use it to feed a label through the exact image geometry).
+        box_margin_mm: a box given to a network without box embeddings (the released turbo) becomes a click at its
+            centre and clips the mask to the box grown by this many mm.
     """
 
     def __init__(
@@ -73,6 +80,7 @@ class ClickWindowInferer(Inferer):
         max_windows: int = 8,
         amp: bool = False,
         interpolation: str = "bilinear",
+        box_margin_mm: float = 10.0,
     ) -> None:
         super().__init__()
         if max_windows < 1:
@@ -82,6 +90,9 @@ class ClickWindowInferer(Inferer):
         self.max_windows = max_windows
         self.amp = amp
         self.interpolation = interpolation
+        if box_margin_mm < 0:
+            raise ValueError(f"box_margin_mm must be >= 0, got {box_margin_mm}.")
+        self.box_margin_mm = float(box_margin_mm)
 
     def prepare(self, image: MetaTensor, network: torch.nn.Module) -> PreparedImage:
         """The image resampled and reoriented once, with its window cache (also the start of a session).
@@ -110,7 +121,7 @@ class ClickWindowInferer(Inferer):
         label_map = torch.zeros(inputs.shape, dtype=torch.uint8)
         records = []
         for prompt in objects:
-            track = track_object(prepared, prompt, self.max_windows)
+            track = track_object(prepared, prompt, self.max_windows, self.box_margin_mm)
             mask = torch.from_numpy(track.original_mask())
             label_map[0][mask] = prompt.label
             records.append(

@@ -144,8 +144,17 @@ class PreparedImage:
         labels: np.ndarray,
         low_res: torch.Tensor | None,
         class_id: int | None = None,
+        box: np.ndarray | None = None,
     ) -> tuple[torch.Tensor, float]:
         """One decoder call: the window's clicks so far and its previous low-resolution logits (``None`` at first).
+
+        Args:
+            window: the encoded window.
+            roi_points: ``(N, 3)`` ROI voxel indices.
+            labels: ``(N,)`` 1 positive, 0 negative.
+            low_res: the window's previous logits, or ``None``.
+            class_id: a class prompt, or ``None``.
+            box: ``(6,)`` two corners in ROI voxel indices (networks with box embeddings), or ``None``.
 
         Returns:
             The low-resolution logits ``(1, 1, 32, 32, 32)`` and the decoder's predicted IoU of the mask.
@@ -153,6 +162,8 @@ class PreparedImage:
         points = torch.as_tensor(np.asarray(roi_points).reshape(-1, 3), dtype=torch.float32, device=self.device)[None]
         point_labels = torch.as_tensor(np.asarray(labels).reshape(-1), dtype=torch.long, device=self.device)[None]
         extra = {} if class_id is None else {"class_ids": torch.as_tensor([int(class_id)], device=self.device)}
+        if box is not None:
+            extra["boxes"] = torch.as_tensor(np.asarray(box).reshape(1, 6), dtype=torch.float32, device=self.device)
         if low_res is not None:
             low_res = low_res.to(self.device)
         with torch.no_grad(), self.autocast():

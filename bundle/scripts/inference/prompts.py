@@ -8,7 +8,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Click prompts of an inference request: parsing, validation in the original voxel space, world coordinates."""
+"""Click and box prompts of an inference request: parsing, validation in the original voxel space, world
+coordinates."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ import numpy as np
 
 from ..geometry import as_affine
 
-__all__ = ["ObjectPrompt", "normalise_request", "parse_request_prompts", "voxel_points"]
+__all__ = ["ObjectPrompt", "normalise_request", "parse_box", "parse_request_prompts", "voxel_points"]
 
-CLICK_KEYS = ("points", "points_world", "point_labels")
+CLICK_KEYS = ("points", "points_world", "point_labels", "box", "box_world")
 
 
 @dataclass
@@ -34,16 +35,66 @@ class ObjectPrompt:
         label: value of the object in the output label map.
         points: ``(N, 3)`` float64 voxel indices.
         point_labels: ``(N,)`` int64, 1 positive, 0 negative; clicks are replayed in this order.
+        box: ``(2, 3)`` float64 lowest and highest corner voxels (inclusive), given before the clicks, or ``None``.
     """
 
     name: str
     label: int
     points: np.ndarray
     point_labels: np.ndarray
+    box: np.ndarray | None = None
+
+
+def parse_box(
+    value, spatial_shape: Sequence[int], affine: np.ndarray, world: bool = False, what: str = "box"
+) -> np.ndarray:
+    """Check a box and return its lowest and highest corner voxels ``(2, 3)`` (inclusive) on the image as stored.
+
+    Args:
+        value: two opposite corners ``[[i0, j0, k0], [i1, j1, k1]]``: voxel indices, lowest corner first, or RAS
+            millimetres when ``world`` (any two opposite corners).
+        spatial_shape: ``(I, J, K)`` of the image.
+        affine: its 4x4 voxel-to-RAS affine.
+        world: the corners are RAS millimetres.
+        what: how the message names the box.
+
+    Raises:
+        ValueError: for a box that is not two corners of three numbers, a corner outside the image, or (voxel
+            indices) a lowest corner above the highest.
+    """
+    raw = np.asarray(value, dtype=np.float64) if _is_numeric(value) else None
+    if raw is None or raw.shape != (2, 3):
+        unit = "RAS mm" if world else "voxel indices"
+        raise ValueError(f"{what} must be two opposite corners [[i, j, k], [i, j, k]] ({unit}), got {value!r}.")
+    corners = voxel_points(raw, spatial_shape, affine, world=world, what=f"{what} corner")
+    if world:  # a RAS-mm box's corners need not be the lowest and highest voxels
+        return np.stack([corners.min(axis=0), corners.max(axis=0)])
+    if (corners[0] > corners[1]).any():
+        raise ValueError(
+            f"{what} {raw.tolist()}: its first corner must be the lowest voxel and the second the highest "
+            "(min <= max along every axis)."
+        )
+    return corners
+
+
+def _is_numeric(value) -> bool:
+    try:
+        np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _object_prompt(name: str, label: int, spec: Mapping, shape: Sequence[int], affine: np.ndarray) -> ObjectPrompt:
+    if "box" in spec and "box_world" in spec:
+        raise ValueError(f"object '{name}': give its box either as 'box' (voxel indices) or 'box_world' (RAS mm).")
+    box = None
+    if "box" in spec or "box_world" in spec:
+        world = "box_world" in spec
+        box = parse_box(spec["box_world" if world else "box"], shape, affine, world, what=f"object '{name}': box")
     has_voxels, has_world = "points" in spec, "points_world" in spec
+    if box is not None and not has_voxels and not has_world:
+        return ObjectPrompt(name, label, np.zeros((0, 3)), np.zeros(0, dtype=np.int64), box)
     if has_voxels == has_world:
         raise ValueError(
             f"object '{name}': give its clicks either as 'points' (voxel indices i, j, k) or as 'points_world' "
@@ -59,10 +110,10 @@ def _object_prompt(name: str, label: int, spec: Mapping, shape: Sequence[int], a
         )
     if not np.isin(labels, (0, 1)).all():
         raise ValueError(f"object '{name}': point_labels must be 1 (positive) or 0 (negative), got {labels.tolist()}.")
-    if not (labels == 1).any():
+    if box is None and not (labels == 1).any():
         raise ValueError(f"object '{name}' has only negative clicks: give at least one positive click (label 1).")
     points = voxel_points(raw, shape, affine, world=has_world, what=f"object '{name}': click")
-    return ObjectPrompt(name, label, points, labels.astype(np.int64))
+    return ObjectPrompt(name, label, points, labels.astype(np.int64), box)
 
 
 def _world_extent(shape: Sequence[int], affine: np.ndarray) -> str:
@@ -132,7 +183,7 @@ def normalise_request(request: Mapping) -> dict:
         ValueError: for an image that is not a path, or a request mixing modes in a way that would be ambiguous.
     """
     request = dict(request)
-    top_level_clicks = any(k in request for k in ("points", "points_world"))
+    top_level_clicks = any(k in request for k in ("points", "points_world", "box", "box_world"))
     if top_level_clicks and "objects" in request:
         raise ValueError("give either top-level 'points' for one object or 'objects' for several, not both.")
     if not _is_path(request.get("image")):
@@ -162,9 +213,11 @@ def normalise_request(request: Mapping) -> dict:
 def parse_request_prompts(request: Mapping, spatial_shape: Sequence[int], affine) -> list[ObjectPrompt]:
     """Validate the clicks of a request against its image.
 
-    A request holds either one object's clicks at the top level (``points`` or ``points_world``, with
-    ``point_labels``) or several named objects under ``objects`` (``{name: {points, point_labels[, label]}}``); an
-    object's ``label`` is its value in the output label map (default: 1, 2, ... in order).
+    A request holds either one object's prompts at the top level (``points`` or ``points_world``, with
+    ``point_labels``, and/or a ``box`` or ``box_world``) or several named objects under ``objects``
+    (``{name: {[box,] points, point_labels[, label]}}``); an object's ``label`` is its value in the output label map
+    (default: 1, 2, ... in order). A ``box`` is two opposite corners in voxel indices of the image as stored,
+    inclusive, lowest first; ``box_world`` two opposite corners in RAS mm; the box comes before the clicks.
 
     Args:
         request: the request dict (``input_dict``).
@@ -176,13 +229,14 @@ def parse_request_prompts(request: Mapping, spatial_shape: Sequence[int], affine
     """
     affine = as_affine(affine)
     objects = request.get("objects")
-    if objects is not None and ("points" in request or "points_world" in request):
+    top_level = any(k in request for k in ("points", "points_world", "box", "box_world"))
+    if objects is not None and top_level:
         raise ValueError("give either top-level 'points' for one object or 'objects' for several, not both.")
     if objects is None:
-        if "points" not in request and "points_world" not in request:
+        if not top_level:
             raise ValueError(
                 "the request has no clicks: add 'points' (voxel indices [i, j, k] of the image) and 'point_labels' "
-                "(1 positive, 0 negative), or 'objects' with one such set per object."
+                "(1 positive, 0 negative), or a 'box', or 'objects' with one such set per object."
             )
         objects = {"object": request}
     if not isinstance(objects, Mapping) or not objects:

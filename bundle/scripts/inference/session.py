@@ -8,7 +8,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""An interactive session on one image, for viewers and notebooks: click, undo, reset; masks on the image's grid."""
+"""An interactive session on one image, for viewers and notebooks: box, click, undo, reset; masks on the image's
+grid."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from ..geometry import as_affine
 from .image_input import as_image
 from .inferer import ClickWindowInferer
 from .prepared import PreparedImage
-from .prompts import voxel_points
-from .track import ObjectTrack
+from .prompts import parse_box, voxel_points
+from .track import ObjectTrack, box_on_grid
 
 __all__ = ["InteractiveSession"]
 
@@ -70,7 +71,15 @@ class InteractiveSession:
     ) -> None:
         self.inferer = inferer or ClickWindowInferer(max_windows=max_windows)
         self.prepared = self.inferer.prepare(as_image(image, affine, spacing, axcodes), network)
-        self.track = ObjectTrack(self.prepared, self.inferer.max_windows)
+        self.track = self._new_track()
+
+    def _new_track(self, start_mask: np.ndarray | None = None) -> ObjectTrack:
+        return ObjectTrack(
+            self.prepared,
+            self.inferer.max_windows,
+            start_mask=start_mask,
+            box_margin_mm=getattr(self.inferer, "box_margin_mm", 10.0),
+        )
 
     @classmethod
     def on_prepared(cls, prepared: PreparedImage, inferer: ClickWindowInferer | None = None) -> InteractiveSession:
@@ -84,7 +93,7 @@ class InteractiveSession:
         session = cls.__new__(cls)
         session.inferer = inferer or ClickWindowInferer()
         session.prepared = prepared
-        session.track = ObjectTrack(prepared, session.inferer.max_windows)
+        session.track = session._new_track()
         return session
 
     @property
@@ -122,8 +131,27 @@ class InteractiveSession:
         self.track.add_click(self.prepared.to_ras(voxel), int(bool(positive)))
         return self.mask
 
+    def box(self, lo: Sequence[float], hi: Sequence[float]) -> np.ndarray:
+        """Start the current object from a box (before any click; ``undo`` removes it).
+
+        A network with box embeddings (the CVPR 2025 checkpoints) embeds its corners; the released turbo gets a
+        positive click at its centre and a mask clipped to the box grown by the inferer's ``box_margin_mm``.
+
+        Args:
+            lo: the box's lowest corner voxel ``(i, j, k)`` of the image, in its own voxel order.
+            hi: its highest corner voxel (inclusive).
+
+        Returns:
+            The object's mask on the image's grid (bool, shape ``(I, J, K)``).
+        """
+        shape, affine = self.image.shape[1:], as_affine(self.image.affine)
+        corners = parse_box([list(lo), list(hi)], shape, affine)
+        self.track.add_box(box_on_grid(self.prepared, corners[0], corners[1]))
+        return self.mask
+
     def undo(self) -> np.ndarray | None:
-        """Remove the last click; returns the mask before it (``None`` when no click is left and no starting mask)."""
+        """Remove the last prompt (click or box); returns the mask before it (``None`` when no prompt is left and no
+        starting mask)."""
         self.track.undo()
         if self.track.num_prompts == 0 and self.track.start_mask is None:
             return None
@@ -138,4 +166,4 @@ class InteractiveSession:
                 first negative click then subtracts from it.
         """
         start = None if mask is None else self.prepared.mask_to_ras(mask)
-        self.track = ObjectTrack(self.prepared, self.inferer.max_windows, start_mask=start)
+        self.track = self._new_track(start)

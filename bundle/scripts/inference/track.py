@@ -32,10 +32,17 @@ The rules, applied after each prompt:
 * **The mask.** The starting mask outside every window, the whole mask of the windows opened on a prompt (as the
   reference returns its window) and the followed part of the tracking windows. So a stray blob at a window's edge
   neither opens windows nor grows there.
+* **Boxes.** A box starts an object (before any click) and opens its first window centred on the box. Networks with
+  box embeddings (the CVPR 2025 checkpoints) get the box's two corners with every decode, cut to the window. Networks
+  without (the released turbo) get a positive click at the box's centre, as upstream's CVPR 2025 baseline does, and
+  the object's mask is clipped to the box grown by ``box_margin_mm``. Either way the voxels inside the box seed the
+  followed part, and tracking opens only windows that meet the (grown) box, so a box larger than a window is covered
+  by tracking windows.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -49,7 +56,9 @@ from ..geometry import window_start
 from ..geometry.window import add_to_grid, window_slices
 from .prepared import PreparedImage, Window
 
-__all__ = ["Click", "TrackedWindow", "ObjectTrack"]
+__all__ = ["Box", "Click", "TrackedWindow", "ObjectTrack", "box_on_grid"]
+
+logger = logging.getLogger(__name__)
 
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 
@@ -60,6 +69,36 @@ class Click:
 
     point: np.ndarray
     label: int
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box on the RAS grid: its corner voxels' centres (``lo``, ``hi``) and its edges (``edge_lo``, ``edge_hi``),
+    in continuous RAS-grid coordinates, ``lo <= hi`` per axis."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    edge_lo: np.ndarray
+    edge_hi: np.ndarray
+
+    @property
+    def centre(self) -> np.ndarray:
+        """The box's centre, where the released turbo gets its click."""
+        return (self.lo + self.hi) / 2.0
+
+
+def box_on_grid(prepared: PreparedImage, lo: Sequence[float], hi: Sequence[float]) -> Box:
+    """The RAS-grid :class:`Box` of a box given by its corner voxels on the original grid (inclusive).
+
+    Args:
+        prepared: the image.
+        lo: the lowest corner voxel ``(i, j, k)`` of the original image.
+        hi: the highest corner voxel (``lo <= hi`` per axis).
+    """
+    lo_, hi_ = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    corners = prepared.to_ras(np.stack([lo_, hi_]))
+    edges = prepared.to_ras(np.stack([lo_ - 0.5, hi_ + 0.5]))  # the RAS grid is the original up to scale/permute/flip
+    return Box(corners.min(axis=0), corners.max(axis=0), edges.min(axis=0), edges.max(axis=0))
 
 
 @dataclass(frozen=True)
@@ -99,6 +138,7 @@ class ObjectTrack:
         first_window: start of the first window, instead of centring it on the first prompt.
         mask_prompt: the first mask prompt of a window, ``window -> (1, 1, 32, 32, 32)`` logits or ``None``
             (default: from ``start_mask``).
+        box_margin_mm: a box given to a network without box embeddings clips the mask to the box grown by this.
     """
 
     def __init__(
@@ -109,6 +149,7 @@ class ObjectTrack:
         start_mask: np.ndarray | None = None,
         first_window: Sequence[int] | None = None,
         mask_prompt: Callable[[Window], torch.Tensor | None] | None = None,
+        box_margin_mm: float = 10.0,
     ) -> None:
         if max_windows < 1:
             raise ValueError(f"max_windows must be at least 1, got {max_windows}.")
@@ -121,9 +162,14 @@ class ObjectTrack:
         self.first_window = None if first_window is None else tuple(int(s) for s in first_window)
         self._mask_prompt = mask_prompt or self._start_mask_prompt
         self._has_start = start_mask is not None or mask_prompt is not None  # something a negative click can remove
+        if box_margin_mm < 0:
+            raise ValueError(f"box_margin_mm must be >= 0, got {box_margin_mm}.")
+        self.box_margin_mm = float(box_margin_mm)
+        self.box: Box | None = None
+        self._box_regions: dict[float, np.ndarray] = {}  # margin -> region of self.box on the RAS grid
         self.clicks: list[Click] = []
         self.windows: list[TrackedWindow] = []
-        self._history: list[tuple[int, tuple[TrackedWindow, ...]]] = []
+        self._history: list[tuple[int, tuple[TrackedWindow, ...], Box | None]] = []
         self._parts: list[np.ndarray] = []  # followed part per window, valid for a prefix of self.windows
         self._mask: np.ndarray | None = None
 
@@ -149,7 +195,7 @@ class ObjectTrack:
                 "(start the object from a mask to subtract from it)."
             )
         click = Click(np.asarray(point, dtype=np.float64).reshape(3), label)
-        self._history.append((len(self.clicks), tuple(self.windows)))
+        self._history.append((len(self.clicks), tuple(self.windows), self.box))
         self.clicks.append(click)
         try:
             self._place(click)
@@ -157,6 +203,43 @@ class ObjectTrack:
         except Exception:
             self._restore(self._history.pop())
             raise
+
+    def add_box(self, box: Box) -> None:
+        """Start the object from a box (see the module's rules): its first window, centred on the box, is decoded.
+
+        Args:
+            box: the box on the RAS grid (:func:`box_on_grid`).
+
+        Raises:
+            ValueError: the object already has a prompt (a box starts an object), or the box is inverted. The track is
+                then unchanged.
+        """
+        if self.box is not None or self.clicks:
+            raise ValueError("a box starts an object: give it before any click (reset the session for a new object).")
+        if (np.asarray(box.lo) > np.asarray(box.hi)).any():
+            raise ValueError(f"the box's low corner {box.lo.tolist()} lies above its high corner {box.hi.tolist()}.")
+        self._history.append((0, tuple(self.windows), None))
+        self.box, self._box_regions = box, {}
+        try:
+            if self.embeds_boxes:
+                logger.info("box: embedded as its two corners (the checkpoint has box embeddings)")
+            else:
+                logger.info(
+                    "box: a positive click at its centre (the checkpoint has no box embeddings), mask clipped to the "
+                    f"box grown by {self.box_margin_mm:g} mm"
+                )
+            start = window_start(box.centre, self.prepared.roi_size)
+            self.windows.append(self._decode(self.prepared.window(start), True, None))
+            self._invalidate(0)
+            self._follow()
+        except Exception:
+            self._restore(self._history.pop())
+            raise
+
+    @property
+    def embeds_boxes(self) -> bool:
+        """Whether the network embeds boxes (four point embeddings) rather than taking a click at their centre."""
+        return bool(getattr(self.prepared.network, "box_embeddings", False))
 
     def undo(self) -> bool:
         """Remove the last prompt; ``False`` when there is none. The windows stay encoded."""
@@ -169,8 +252,8 @@ class ObjectTrack:
 
     @property
     def num_prompts(self) -> int:
-        """Prompts given so far."""
-        return len(self.clicks)
+        """Prompts given so far (a box counts as one)."""
+        return len(self.clicks) + (self.box is not None)
 
     @property
     def ras_mask(self) -> np.ndarray:
@@ -227,13 +310,21 @@ class ObjectTrack:
         seed = previous.seed if previous is not None else seed
         points, labels = self._window_prompts(window.start, seed)
         low_res = previous.low_res if previous is not None else self._mask_prompt(window)
-        low_res, iou = self.prepared.decode(window, points, labels, low_res, self.class_id)
+        box = None
+        if self.box is not None and self.embeds_boxes:  # the box as this window sees it
+            last = np.asarray(self.prepared.roi_size, dtype=np.float64) - 1
+            start = np.asarray(window.start, dtype=np.float64)
+            box = np.concatenate([np.clip(self.box.lo - start, 0, last), np.clip(self.box.hi - start, 0, last)])
+        low_res, iou = self.prepared.decode(window, points, labels, low_res, self.class_id, box=box)
         return TrackedWindow(window, on_prompt, seed, low_res, iou, self.prepared.mask(low_res))
 
     def _window_prompts(self, start: Sequence[int], seed: tuple[int, int, int] | None) -> tuple[np.ndarray, np.ndarray]:
-        """ROI points and labels of a window: the tracking seed first, then the user's clicks inside, in order."""
+        """ROI points and labels of a window: the tracking seed first, then (networks without box embeddings) the
+        box's centre, then the user's clicks inside, in order."""
         points = [click.point for click in self.clicks]
         labels = [click.label for click in self.clicks]
+        if self.box is not None and not self.embeds_boxes:
+            points, labels = [self.box.centre, *points], [1, *labels]
         if seed is not None:
             points, labels = [np.asarray(seed, dtype=np.float64), *points], [1, *labels]
         if not points:
@@ -263,6 +354,8 @@ class ObjectTrack:
                     start = tuple(start)
                     if start in opened or start in tried or not _reaches(self._part(i), axis, side):
                         continue
+                    if self.box is not None and not self._meets_box(start):
+                        continue
                     tried.add(start)
                     seed = self._deepest_followed(start)
                     if seed is not None:
@@ -284,8 +377,29 @@ class ObjectTrack:
             seeds = self._followed_in(tracked.start, upto=j) | self._prompt_voxels(tracked)
             if self.start_mask is not None:
                 seeds |= self.prepared.window_part(self.start_mask, tracked.start)
+            if self.box is not None:
+                seeds |= self.prepared.window_part(self._box_region(0.0), tracked.start)
             self._parts.append(_connected_part(tracked.mask, seeds))
         return self._parts[i]
+
+    def _box_region(self, margin_mm: float) -> np.ndarray:
+        """The RAS-grid voxels whose centres lie in the box grown by ``margin_mm`` (bool, cached per box)."""
+        if margin_mm in self._box_regions:
+            return self._box_regions[margin_mm]
+        spacing = np.linalg.norm(np.asarray(self.prepared.ras.affine, dtype=np.float64)[:3, :3], axis=0)
+        lo = np.ceil(self.box.edge_lo - margin_mm / spacing - 1e-6).astype(int)
+        hi = np.floor(self.box.edge_hi + margin_mm / spacing + 1e-6).astype(int)
+        grid = self.prepared.grid_shape
+        region = np.zeros(grid, dtype=bool)
+        lo, hi = np.maximum(lo, 0), np.minimum(hi + 1, grid)
+        if (hi > lo).all():
+            region[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+        self._box_regions[margin_mm] = region
+        return region
+
+    def _meets_box(self, start: Sequence[int]) -> bool:
+        """Whether the window at ``start`` holds a voxel of the box grown by the margin."""
+        return bool(self.prepared.window_part(self._box_region(self.box_margin_mm), start).any())
 
     def _region(self, i: int) -> np.ndarray:
         """What window ``i`` adds to the object's mask."""
@@ -338,6 +452,8 @@ class ObjectTrack:
                 mask[window_slices(tracked.start, self.prepared.roi_size, grid)[0]] = False
         for i, tracked in enumerate(self.windows):
             add_to_grid(mask, self._region(i), tracked.start)
+        if self.box is not None and not self.embeds_boxes:  # the click at the box's centre says less than the box
+            mask &= self._box_region(self.box_margin_mm)
         return mask
 
     def _extent(self) -> tuple[list[int], list[int]]:
@@ -357,8 +473,10 @@ class ObjectTrack:
         del self._parts[i:]
         self._mask = None
 
-    def _restore(self, state: tuple[int, tuple[TrackedWindow, ...]]) -> None:
-        num_clicks, windows = state
+    def _restore(self, state: tuple[int, tuple[TrackedWindow, ...], Box | None]) -> None:
+        num_clicks, windows, box = state
+        if box is not self.box:
+            self.box, self._box_regions = box, {}
         del self.clicks[num_clicks:]
         self.windows = list(windows)
         self._parts = []

@@ -120,7 +120,7 @@ class PromptedEvaluator(SupervisedEvaluator):
         if isinstance(class_ids, (int, np.integer)):
             class_ids = [class_ids]
         class_ids = [int(c) for c in class_ids]
-        has_clicks = any(k in request for k in ("objects", "points", "points_world"))
+        has_clicks = any(k in request for k in ("objects", "points", "points_world", "box", "box_world"))
         objects = parse_request_prompts(request, image.shape[1:], image.affine) if has_clicks else []
         probabilities = self.automatic_inferer(image, engine.network, class_ids, objects)
         meta = {k: v for k, v in image.meta.items() if k != "affine"}

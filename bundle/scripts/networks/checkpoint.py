@@ -136,6 +136,8 @@ def network_config(state: Mapping[str, torch.Tensor]) -> dict:
         "decoder_num_heads": DECODER_HEADS.get(decoder_dim, 8),
         "decoder_mlp_dim": mlp_dim,
         "num_class_prompts": 0 if class_rows is None else int(class_rows.shape[0]),
+        # four point embeddings (negative, positive, two box corners): the CVPR25_3DFM checkpoints
+        "box_embeddings": "prompt_encoder.point_embeddings.2.weight" in state,
     }
     if windowed:
         config["window_size"] = (int(windowed[0]) + 1) // 2

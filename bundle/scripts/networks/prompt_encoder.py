@@ -8,8 +8,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The SAM-Med3D prompt encoder: random-Fourier point encodings, point-type embeddings, mask downscaling and
-optional learned class prompts (automatic mode)."""
+"""The SAM-Med3D prompt encoder: random-Fourier point encodings, point-type embeddings, optional box-corner
+embeddings (the CVPR 2025 checkpoints), mask downscaling and optional learned class prompts (automatic mode)."""
 
 from __future__ import annotations
 
@@ -74,8 +74,11 @@ def check_point_prompts(points: torch.Tensor, labels: torch.Tensor, allowed_labe
 class PromptEncoder3D(nn.Module):
     """Encodes point, class and mask prompts into sparse tokens and a dense embedding.
 
-    Point labels: 1 positive, 0 negative, -1 padding ("not a point"). Boxes are not supported: the released model has
-    no box-corner embeddings. Class prompts (``num_class_prompts > 0``) are one learned token per class id, appended
+    Point labels: 1 positive, 0 negative, -1 padding ("not a point"). Boxes need ``box_embeddings`` (the
+    ``CVPR25_3DFM`` checkpoints, four ``point_embeddings``): a box's two corners become two tokens, each the point
+    encoding of the corner (voxel centre, ``+0.5``) plus ``point_embeddings[2]`` / ``[3]``, after the point tokens;
+    with a box no padding point is appended. The released turbo has two ``point_embeddings`` and no box path. Class
+    prompts (``num_class_prompts > 0``) are one learned token per class id, appended
     after the point tokens; with ``num_class_prompts = 0`` (the default) the module and its state_dict are exactly the
     released ones.
 
@@ -86,6 +89,8 @@ class PromptEncoder3D(nn.Module):
             of it.
         mask_in_chans: hidden channels of the mask downscaling.
         num_class_prompts: rows of ``class_embeddings`` (class id ``c`` uses row ``c``; 0 creates none).
+        box_embeddings: add the two box-corner embeddings (``point_embeddings.2`` / ``.3``) of the CVPR 2025
+            checkpoints.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class PromptEncoder3D(nn.Module):
         input_image_size: tuple[int, int, int] = (128, 128, 128),
         mask_in_chans: int = 16,
         num_class_prompts: int = 0,
+        box_embeddings: bool = False,
     ) -> None:
         super().__init__()
         if embed_dim % 3:
@@ -104,7 +110,9 @@ class PromptEncoder3D(nn.Module):
         self.input_image_size = tuple(input_image_size)
         self.mask_input_size = tuple(4 * s for s in image_embedding_size)
         self.pe_layer = PositionEmbeddingRandom3D(embed_dim // 3)
-        self.point_embeddings = nn.ModuleList([nn.Embedding(1, embed_dim) for _ in range(2)])  # negative, positive
+        self.box_embeddings = bool(box_embeddings)
+        # negative, positive[, box corner 0, box corner 1]
+        self.point_embeddings = nn.ModuleList([nn.Embedding(1, embed_dim) for _ in range(4 if box_embeddings else 2)])
         self.not_a_point_embed = nn.Embedding(1, embed_dim)
         self.mask_downscaling = nn.Sequential(
             nn.Conv3d(1, mask_in_chans // 4, kernel_size=2, stride=2),
@@ -142,16 +150,41 @@ class PromptEncoder3D(nn.Module):
         """Positional encoding of the image embedding grid, ``(1, embed_dim, *image_embedding_size)``."""
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
 
-    def _embed_points(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         points = points + 0.5  # voxel centres
-        # One padding point ends every prompt (the reference always appends it when there is no box).
-        points = torch.cat([points, points.new_zeros(points.shape[0], 1, 3)], dim=1)
-        labels = torch.cat([labels, -labels.new_ones(labels.shape[0], 1)], dim=1)
+        if pad:  # one padding point ends the points when there is no box (the reference's rule)
+            points = torch.cat([points, points.new_zeros(points.shape[0], 1, 3)], dim=1)
+            labels = torch.cat([labels, -labels.new_ones(labels.shape[0], 1)], dim=1)
         embedding = self.pe_layer.forward_with_coords(points, self.input_image_size)
         labels = labels[..., None]
         embedding = torch.where(labels == -1, self.not_a_point_embed.weight, embedding)
         embedding = embedding + (labels == 0) * self.point_embeddings[0].weight
         return embedding + (labels == 1) * self.point_embeddings[1].weight
+
+    def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        corners = boxes.reshape(-1, 2, 3) + 0.5  # voxel centres, as points
+        embedding = self.pe_layer.forward_with_coords(corners, self.input_image_size)
+        return torch.stack(
+            [
+                embedding[:, 0] + self.point_embeddings[2].weight[0],
+                embedding[:, 1] + self.point_embeddings[3].weight[0],
+            ],
+            dim=1,
+        )
+
+    def check_boxes(self, boxes: torch.Tensor) -> None:
+        """Raise a ``ValueError`` unless this encoder embeds boxes and ``boxes`` is ``(K, 6)`` or ``(K, 2, 3)``.
+
+        Args:
+            boxes: two corners per object, in voxel indices of the network input.
+        """
+        if not self.box_embeddings:
+            raise ValueError(
+                "box prompts are not supported by this network: they need a checkpoint with box embeddings (four "
+                "prompt_encoder.point_embeddings, the CVPR 2025 ones); give the box as a click at its centre."
+            )
+        if tuple(boxes.shape[1:]) not in ((6,), (2, 3)):
+            raise ValueError(f"boxes must have shape (K, 6) or (K, 2, 3), got {tuple(boxes.shape)}.")
 
     def forward(
         self,
@@ -164,39 +197,47 @@ class PromptEncoder3D(nn.Module):
 
         Args:
             points: ``(coords (K, N, 3), labels (K, N))`` in voxel indices of the network input, or ``None``.
-            boxes: must be ``None`` (not supported).
+            boxes: ``(K, 6)`` or ``(K, 2, 3)`` two corners per object in voxel indices of the network input (needs
+                ``box_embeddings``), or ``None``.
             masks: low-resolution mask logits ``(K, 1, *mask_input_size)``, or ``None`` for ``no_mask_embed``.
             class_ids: ``(K,)`` class ids in ``[0, num_class_prompts)``, or ``None``; each adds one sparse token.
 
         Returns:
-            Sparse embeddings ``(K, N + 1 [+ 1], embed_dim)`` (``(K, 0, embed_dim)`` without points and classes) and
-            dense embeddings ``(K, embed_dim, *image_embedding_size)``.
+            Sparse embeddings ``(K, N + 1 [+ 1], embed_dim)`` without a box, ``(K, N + 2 [+ 1], embed_dim)`` with one
+            (``(K, 0, embed_dim)`` without points, boxes and classes) and dense embeddings
+            ``(K, embed_dim, *image_embedding_size)``.
         """
-        if boxes is not None:
-            raise ValueError("box prompts are not supported: SAM-Med3D was released without box embeddings.")
         batch = 1
         if points is not None:
             check_point_prompts(points[0], points[1], allowed_labels=(-1, 0, 1))
             batch = points[0].shape[0]
+        if boxes is not None:
+            self.check_boxes(boxes)
+            if points is not None and boxes.shape[0] != batch:
+                raise ValueError(f"{boxes.shape[0]} boxes but the points have {batch} objects.")
+            batch = boxes.shape[0]
         if masks is not None:
             expected = (1, *self.mask_input_size)
             if masks.ndim != 5 or tuple(masks.shape[1:]) != expected:
                 raise ValueError(
                     f"mask prompt must have shape (K, {', '.join(map(str, expected))}), got {tuple(masks.shape)}."
                 )
-            if points is not None and masks.shape[0] != batch:
-                raise ValueError(f"mask prompt has {masks.shape[0]} objects but the points have {batch}.")
+            if (points is not None or boxes is not None) and masks.shape[0] != batch:
+                given = "points" if points is not None else "boxes"
+                raise ValueError(f"mask prompt has {masks.shape[0]} objects but the {given} have {batch}.")
             batch = masks.shape[0]
         if class_ids is not None:
             self.check_class_ids(class_ids)
-            if (points is not None or masks is not None) and class_ids.shape[0] != batch:
+            if (points is not None or boxes is not None or masks is not None) and class_ids.shape[0] != batch:
                 raise ValueError(f"{class_ids.shape[0]} class ids but the other prompts have {batch} objects.")
             batch = class_ids.shape[0]
         weight = self.no_mask_embed.weight
         if points is None:
             sparse = weight.new_zeros(batch, 0, self.embed_dim)
         else:
-            sparse = self._embed_points(points[0].to(weight.dtype), points[1])
+            sparse = self._embed_points(points[0].to(weight.dtype), points[1], pad=boxes is None)
+        if boxes is not None:
+            sparse = torch.cat([sparse, self._embed_boxes(boxes.to(weight.dtype))], dim=1)
         if class_ids is not None:
             sparse = torch.cat([sparse, self.class_embeddings(class_ids.long())[:, None]], dim=1)
         if masks is None:

@@ -32,6 +32,7 @@ def decoder_mask_prompt(
     mask_prompt: torch.Tensor | None,
     mask_input_size: Sequence[int],
     class_ids: torch.Tensor | None = None,
+    boxes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Check that the prompts of ``K`` objects go together and return the mask prompt (zeros when ``None``).
 
@@ -42,11 +43,14 @@ def decoder_mask_prompt(
         mask_prompt: ``(K, 1, *mask_input_size)`` or ``None``.
         mask_input_size: spatial size of the low-resolution masks.
         class_ids: ``(K,)`` or ``None``.
+        boxes: ``(K, 6)`` or ``None``.
     """
     if (points is None) != (point_labels is None):
         raise ValueError("points and point_labels must be given together.")
     if points is not None:
         num_objects = points.shape[0]
+    elif boxes is not None:
+        num_objects = boxes.shape[0]
     elif mask_prompt is not None:
         num_objects = mask_prompt.shape[0]
     elif class_ids is not None:
@@ -85,6 +89,9 @@ class SAMMed3D(nn.Module):
             as a test oracle). The default exact form gives the same outputs.
         num_class_prompts: learned class prompts for the automatic mode (``prompt_encoder.class_embeddings``, class id
             ``c`` uses row ``c``); 0 (the default) keeps exactly the released architecture and state_dict.
+        box_embeddings: the two box-corner embeddings of the ``CVPR25_3DFM`` checkpoints
+            (``sam_med3d_turbo_bbox_init.pth`` and its fine-tunes: four ``prompt_encoder.point_embeddings``);
+            ``False`` (the default) is the released turbo's two.
     """
 
     def __init__(
@@ -102,6 +109,7 @@ class SAMMed3D(nn.Module):
         decoder_mlp_dim: int = 2048,
         padded_attention: bool = False,
         num_class_prompts: int = 0,
+        box_embeddings: bool = False,
     ) -> None:
         super().__init__()
         self.config = {  # the sizes, saved beside the weights (networks.checkpoint.save_network)
@@ -117,6 +125,7 @@ class SAMMed3D(nn.Module):
             "decoder_num_heads": decoder_num_heads,
             "decoder_mlp_dim": decoder_mlp_dim,
             "num_class_prompts": num_class_prompts,
+            "box_embeddings": bool(box_embeddings),
         }
         grid = img_size // patch_size
         self.img_size = img_size
@@ -136,6 +145,7 @@ class SAMMed3D(nn.Module):
             image_embedding_size=(grid,) * 3,
             input_image_size=(img_size,) * 3,
             num_class_prompts=num_class_prompts,
+            box_embeddings=box_embeddings,
         )
         self.mask_decoder = MaskDecoder3D(
             transformer_dim=prompt_embed_dim,
@@ -148,6 +158,11 @@ class SAMMed3D(nn.Module):
     def num_class_prompts(self) -> int:
         """Number of learned class prompts (0: click prompts only, as released)."""
         return self.prompt_encoder.num_class_prompts
+
+    @property
+    def box_embeddings(self) -> bool:
+        """Whether boxes are embedded (the CVPR 2025 checkpoints) or must be given as a click (the released turbo)."""
+        return self.prompt_encoder.box_embeddings
 
     @property
     def mask_input_size(self) -> tuple[int, int, int]:
@@ -173,6 +188,7 @@ class SAMMed3D(nn.Module):
         mask_prompt: torch.Tensor | None = None,
         multimask_output: bool = False,
         class_ids: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-resolution mask logits for ``K`` objects that share (or each have) an image embedding.
 
@@ -185,15 +201,17 @@ class SAMMed3D(nn.Module):
             multimask_output: return the three (untrained) multimask outputs instead of the single mask.
             class_ids: ``(K,)`` class ids (needs ``num_class_prompts > 0``), one more sparse token per object after
                 the point tokens; ``None`` for click prompts only.
+            boxes: ``(K, 6)`` two corners per object, voxel indices of the network input (needs ``box_embeddings``),
+                or ``None``.
 
         Returns:
             Logits ``(K, M, 4g, 4g, 4g)`` and IoU predictions ``(K, M)``.
         """
         mask_prompt = decoder_mask_prompt(
-            image_embeddings, points, point_labels, mask_prompt, self.mask_input_size, class_ids
+            image_embeddings, points, point_labels, mask_prompt, self.mask_input_size, class_ids, boxes
         )
         prompts = None if points is None else (points, point_labels)
-        sparse, dense = self.prompt_encoder(points=prompts, boxes=None, masks=mask_prompt, class_ids=class_ids)
+        sparse, dense = self.prompt_encoder(points=prompts, boxes=boxes, masks=mask_prompt, class_ids=class_ids)
         return self.mask_decoder(
             image_embeddings=image_embeddings,
             image_pe=self.prompt_encoder.get_dense_pe(),
