@@ -132,7 +132,7 @@ def test_box_without_box_embeddings_is_refused(parity_model):
 
 
 @pytest.mark.parametrize("box_embeddings", [False, True])
-def test_both_checkpoint_kinds_load_strictly(tmp_path, box_embeddings):
+def test_both_checkpoint_kinds_load_strictly(tmp_path, box_embeddings, caplog):
     from scripts.networks import SAMMed3D
     from scripts.networks.checkpoint import network_config
     from scripts.weights import load_network
@@ -142,9 +142,12 @@ def test_both_checkpoint_kinds_load_strictly(tmp_path, box_embeddings):
     )
     assert network_config(state)["box_embeddings"] is box_embeddings
     torch.save({"model_state_dict": state, "epoch": 3}, tmp_path / "ckpt.pth")  # the official container
-    network = load_network(str(tmp_path), weights=str(tmp_path / "ckpt.pth"))
+    with caplog.at_level("INFO", logger="scripts.weights"):
+        network = load_network(str(tmp_path), weights=str(tmp_path / "ckpt.pth"))
     assert network.box_embeddings is box_embeddings
     assert all(torch.equal(v, state[k]) for k, v in network.state_dict().items())
+    way = "embedded (CVPR25_3DFM)" if box_embeddings else "a click at the centre, mask clipped"
+    assert f"network: the released sizes; box prompts: {way}" in caplog.text  # both kinds: the released sizes
 
 
 def test_other_key_sets_are_refused_naming_the_keys(tmp_path):

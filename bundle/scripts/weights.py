@@ -114,7 +114,8 @@ def load_network(
                 "released weights for real use (python -m monai.bundle download_large_files --bundle_path <bundle>)."
             )
         sizes = "the released sizes" if _is_released_size(config) else _sizes(config)
-        logger.info(f"weights: {describe_weights(path)}; network: {sizes}")
+        boxes = "embedded (CVPR25_3DFM)" if network.box_embeddings else "a click at the centre, mask clipped"
+        logger.info(f"weights: {describe_weights(path)}; network: {sizes}; box prompts: {boxes}")
     return network.to(device or "cpu").eval()
 
 
@@ -157,6 +158,7 @@ def _is_released_size(config: Mapping) -> bool:
     return all(
         tuple(v) == tuple(defaults[k].default) if isinstance(v, tuple) else v == defaults[k].default
         for k, v in config.items()
+        if k != "box_embeddings"  # a prompt kind, not a size: the CVPR25 checkpoints have the released sizes
     )
 
 
