@@ -45,6 +45,9 @@ PLACEHOLDERS = {
     "/data/prompts.json": "{bundle}/sample_data/demo_prompts.json",
     "/data/Dataset003_Liver": "{work}/Dataset003_Liver",  # an nnU-Net folder of the two shipped CTs (fixture below)
     "/data/out": "{work}/out",
+    "/data/segfm/imgs": "{work}/segfm/imgs",  # two shipped SegFM cases, one with boxes, one without (fixture below)
+    "/data/segfm/gts": "{work}/segfm/gts",
+    "/data/segfm/out": "{work}/segfm_out/out",  # emptied before each command (SCRATCH_OUTPUTS)
     "<bundle folder>": "{bundle}",
     '"ct.nii.gz"': '"{bundle}/sample_data/example_ct.nii.gz"',
     "<N>": "1",  # the epoch the shortened training run wrote
@@ -92,6 +95,9 @@ EXPECTED_ERRORS = (
 
 # Configs whose runs answer one request with a label map (checked as such); other configs: exit status and log only.
 INFERENCE_CONFIGS = {"inference.json", "inference_torchscript.json"}
+
+# The SegFM cases behind /data/segfm (tests/data/segfm/README.md): a CT of anisotropic spacing and an MRI, with boxes.
+SEGFM_CASES = ("CT_PelvisAniso.npz", "MR_AbdomenSm.npz")
 
 # Folders the docs' commands write to by default; emptied before each command, whose results are checked after it.
 SCRATCH_OUTPUTS = ("eval", "out")
@@ -202,7 +208,7 @@ def work(tmp_path_factory) -> Path:
     """A fresh copy of the repository (the files git knows, no weights but the demo model) and the placeholders."""
     work = tmp_path_factory.mktemp("documented")
     listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "bundle", "tools", "sammed3d", "requirements*.txt"],
+        ["git", "ls-files", "-co", "--exclude-standard", "bundle", "tools", "sammed3d", "segfm", "requirements*.txt"],
         cwd=ROOT,
         capture_output=True,
         encoding="utf-8",
@@ -231,6 +237,10 @@ def work(tmp_path_factory) -> Path:
         ):
             (dataset / folder).mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dataset / folder / name)
+    for case in SEGFM_CASES:
+        for folder in ("imgs", "gts"):
+            (work / "segfm" / folder).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / "tests/data/segfm/eval" / folder / case, work / "segfm" / folder / case)
     stubs = work / "bin"
     stubs.mkdir()
     (stubs / "pip").write_text("#!/bin/sh\necho 'pip: the test environment is installed already'\n", encoding="utf-8")
@@ -242,6 +252,7 @@ def _run(command: Command, work: Path) -> tuple[subprocess.CompletedProcess, Pat
     cwd = work / "repo" if command.at_root else work / "repo" / "bundle"
     for name in SCRATCH_OUTPUTS:
         shutil.rmtree(work / "repo" / "bundle" / name, ignore_errors=True)
+    shutil.rmtree(work / "segfm_out", ignore_errors=True)
     env = {
         **os.environ,
         "PATH": f"{work / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -285,7 +296,11 @@ def _check_promises(command: Command, cwd: Path, text: str, log: str) -> None:
         assert not (cwd / "models" / "model.pt").exists(), "training wrote into the bundle's models/"
         assert "loss" in log, "the run logged no loss"
         assert list((_output_dir(text, cwd) / "tensorboard").glob("events.*")), "no scalars written"
-    if "evaluate.json" in text:
+    if "evaluate.json" in text and "--protocol segfm" in text:
+        out = _output_dir(text, cwd)
+        for name in ("segfm_metrics.csv", "segfm_metrics.json", "segfm_dice.png"):
+            assert (out / name).is_file(), f"no {name}"
+    elif "evaluate.json" in text:
         out = _output_dir(text, cwd)
         for name in ("nclick_metrics.csv", "nclick_summary.json", "nclick_dice.png"):
             assert (out / name).is_file(), f"no {name}"
@@ -297,6 +312,11 @@ def _check_promises(command: Command, cwd: Path, text: str, log: str) -> None:
         assert (cwd / re.search(r"--filepath\s+(\S+)", text).group(1)).is_file()
     if "build_bundle_zip.py" in text:
         assert list((cwd / re.search(r"--out_dir\s+(\S+)", text).group(1)).glob("*.zip"))
+    if "segfm_predict.json" in text:
+        inputs, out = (Path(re.search(rf"--{name}\s+(\S+)", text).group(1)) for name in ("input_dir", "output_dir"))
+        for case in SEGFM_CASES:
+            with np.load(inputs / case) as image, np.load(out / case) as answer:
+                assert answer["segs"].dtype == np.uint8 and answer["segs"].shape == image["imgs"].shape
     if "monai.bundle download " in text:
         assert (cwd / re.search(r"--bundle_dir\s+(\S+)", text).group(1) / "sam_med3d_interactive_ct_mri").is_dir()
     if command.lang == "python":
