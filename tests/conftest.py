@@ -110,28 +110,43 @@ def evaluated(tmp_path_factory) -> Path:
 
     Shared by the report tests and the two-rank evaluation, which must reproduce these records.
     """
+    from test_train_workflow import CASES
+
+    tmp_path = tmp_path_factory.mktemp("evaluate")
+    run_tiny_evaluation(tmp_path, check_properties=True, cases=CASES, num_clicks=3, best_over_clicks=True)
+    return tmp_path
+
+
+def run_tiny_evaluation(tmp_path: Path, check_properties: bool = False, **overrides) -> None:
+    """Run evaluate.json (over train.json) in this process with a seeded tiny random network saved in
+    ``tmp_path/models``.
+
+    Args:
+        tmp_path: the run's folder (its ``models`` and outputs).
+        check_properties: also require the zoo's property check of the overlay to pass.
+        overrides: ids for ``tiny_overrides`` (cases, protocol, ...).
+    """
     from monai.bundle import ConfigWorkflow
-    from test_train_workflow import CASES, CONFIGS, TINY_NET, tiny_overrides
+    from test_train_workflow import CONFIGS, TINY_NET, tiny_overrides
 
     from scripts.networks import SAMMed3D
     from scripts.networks.checkpoint import save_network
 
-    tmp_path = tmp_path_factory.mktemp("evaluate")
     torch.manual_seed(0)
-    (tmp_path / "models").mkdir()
+    (tmp_path / "models").mkdir(exist_ok=True)
     save_network(SAMMed3D(**TINY_NET), tmp_path / "models" / "model.pt")  # with its sizes, as training saves it
     wf = ConfigWorkflow(
         config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
         meta_file=str(CONFIGS / "metadata.json"),
         logging_file=str(CONFIGS / "logging.conf"),
         workflow_type="train",
-        **tiny_overrides(tmp_path, cases=CASES, num_clicks=3, best_over_clicks=True),
+        **tiny_overrides(tmp_path, **overrides),
     )
     wf.initialize()
-    assert wf.check_properties() == []  # the zoo's check, for the train + evaluate overlay
+    if check_properties:
+        assert wf.check_properties() == []  # the zoo's check, for the train + evaluate overlay
     wf.run()
     wf.finalize()
-    return tmp_path
 
 
 def fresh_clone(dest: Path) -> Path:

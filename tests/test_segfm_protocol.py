@@ -19,30 +19,9 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
-from conftest import BUNDLE, DATA
-from monai.bundle import ConfigWorkflow
+from conftest import BUNDLE, DATA, run_tiny_evaluation
 from test_segfm_metrics import EVAL
-from test_train_workflow import CASES, CONFIGS, TINY_NET, tiny_overrides
-
-from scripts.networks import SAMMed3D
-from scripts.networks.checkpoint import save_network
-
-
-def run_evaluate(tmp_path, **overrides) -> None:
-    torch.manual_seed(0)
-    (tmp_path / "models").mkdir(exist_ok=True)
-    save_network(SAMMed3D(**TINY_NET), tmp_path / "models" / "model.pt")
-    wf = ConfigWorkflow(
-        config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")],
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"),
-        workflow_type="train",
-        **tiny_overrides(tmp_path, **overrides),
-    )
-    wf.initialize()
-    wf.run()
-    wf.finalize()
+from test_train_workflow import CASES
 
 
 def check_reports(folder, num_cases: int, num_classes: list[int]) -> list[dict]:
@@ -68,20 +47,20 @@ def test_segfm_protocol_on_npz_cases(tmp_path):
     for name in ("MR_AbdomenSm", "CT_VesselsSm"):  # one with boxes, one without
         shutil.copy(EVAL / "imgs" / f"{name}.npz", cases)
         shutil.copy(EVAL / "gts" / f"{name}.npz", gts)
-    run_evaluate(tmp_path, protocol="segfm", segfm_cases=str(cases), segfm_gts=str(gts))
+    run_tiny_evaluation(tmp_path, protocol="segfm", segfm_cases=str(cases), segfm_gts=str(gts))
     rows = check_reports(tmp_path / "eval", 2, [3, 3])
     vessels = rows[0]
     assert vessels["case"] == "CT_VesselsSm" and float(vessels["DSC_1"]) == 0 and float(vessels["RunningTime_1"]) == 0
 
 
 def test_segfm_protocol_on_nifti_cases(tmp_path):
-    run_evaluate(tmp_path, cases=CASES[:1], protocol="segfm", eval_class_ids=[2, 3], segfm_rule="upstream")
+    run_tiny_evaluation(tmp_path, cases=CASES[:1], protocol="segfm", eval_class_ids=[2, 3], segfm_rule="upstream")
     check_reports(tmp_path / "eval", 1, [2])
 
 
 def test_unknown_protocol_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="protocol must be nclick or segfm"):
-        run_evaluate(tmp_path, protocol="segfm2")
+        run_tiny_evaluation(tmp_path, protocol="segfm2")
 
 
 @pytest.mark.slow
