@@ -10,12 +10,14 @@
 # limitations under the License.
 """MONAI Label app serving the SAM-Med3D bundle to 3D Slicer and OHIF as a ``deepgrow`` (click) model.
 
-Start it with ``python -m monailabel.main start_server --app monailabel_app --studies <folder> --host 127.0.0.1
---port 8000``. Options (``--conf <name> <value>``): ``bundle`` (default: ``bundle/`` next to this folder; any
-installed copy of the bundle, e.g. a Model Zoo download), ``weights`` (a weights file instead of the bundle's lookup),
-``labels`` (comma-separated names the viewers list, default ``object``), ``cache_images`` (prepared images kept,
-default 8), ``cache_mb`` (megabytes kept, default 0 = no bound), ``max_windows`` (default 8, as ``inference.json``),
-``device`` (default ``cpu``, or ``cuda`` when available). Nothing is downloaded.
+Start it with ``python -m monailabel.main start_server --app monailabel_app --studies <folder or DICOMweb URL> --host
+127.0.0.1 --port 8000 --log_config monailabel_app/logging.json``. Options (``--conf <name> <value>``): ``bundle``
+(default: ``bundle/`` next to this folder; any installed copy of the bundle, e.g. a Model Zoo download), ``weights`` (a
+weights file instead of the bundle's lookup), ``labels`` (comma-separated names the viewers list; default: the names of
+the bundle's ``sample_data/labels.json``), ``cache_images`` (prepared images kept, default 8), ``cache_mb`` (megabytes
+kept, default 0 = no bound), ``max_windows`` (default 8, as ``inference.json``), ``device`` (default ``cpu``, or
+``cuda`` when available). Nothing is downloaded: a DICOMweb source needs dcmqi's ``itkimage2segimage`` (the ``dcmqi``
+wheel of ``requirements-monailabel.txt``) for DICOM SEG labels.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
+import sysconfig
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from fastapi import HTTPException, Request
@@ -43,9 +48,14 @@ APP_DIR = Path(__file__).resolve().parent
 DEFAULT_BUNDLE = APP_DIR.parent / "bundle"
 # The model's name in /info/ and in /infer/<model>.
 MODEL_NAME = "sam_med3d"
+# dcmqi's converter that MONAI Label runs to store a label as DICOM SEG in a DICOMweb source.
+DCMQI_TOOL = "itkimage2segimage"
+# The label OHIF's point prompts take their negative clicks from (its panel sends the points of "background" as
+# ``background``); value 0, as in MONAI Label's own click models.
+BACKGROUND = "background"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """End the server at start with one ``error:`` line (a traceback from the start-up hook would bury it)."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     logging.shutdown()
@@ -70,6 +80,38 @@ def _weights_named(conf: dict[str, str], bundle: Path) -> str:
         return f"{conf.get('weights') or find_weights(bundle / 'models')}: "
     except FileNotFoundError:
         return ""
+
+
+def label_names(bundle: Path, conf: dict[str, str]) -> dict[str, int]:
+    """The names the viewers list, with their values: ``--conf labels a,b`` (values 1, 2, ...), else the structures of
+    the bundle's label table (``sample_data/labels.json``, TotalSegmentator ids), else ``object``; and
+    :data:`BACKGROUND` (0).
+
+    Args:
+        bundle: the bundle folder.
+        conf: the ``--conf`` options.
+    """
+    table = bundle / "sample_data" / "labels.json"
+    if conf.get("labels"):
+        names = [n.strip() for n in conf["labels"].split(",") if n.strip() and n.strip() != BACKGROUND]
+        labels = {name: i + 1 for i, name in enumerate(names)}
+    elif table.is_file():
+        total = json.loads(table.read_text(encoding="utf-8"))["total"]
+        labels = {name: int(value) for value, name in sorted(total.items(), key=lambda item: int(item[0]))}
+    else:
+        labels = {"object": 1}
+    return {**labels, BACKGROUND: 0}
+
+
+def _find_dcmqi() -> str | None:
+    """The folder of dcmqi's converter: on PATH, or beside this Python (a venv's ``bin/`` that is not on PATH)."""
+    found = shutil.which(DCMQI_TOOL)
+    if found:
+        return os.path.dirname(found)
+    for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+        if os.access(os.path.join(folder, DCMQI_TOOL), os.X_OK):
+            return folder
+    return None
 
 
 def _malformed_params(_: Request, error: json.JSONDecodeError) -> JSONResponse:
@@ -105,8 +147,7 @@ class SamMed3DApp(MONAILabelApp):
             )
         except USER_ERRORS as e:
             _fail(f"{_weights_named(conf, self.bundle)}{str(e).strip().splitlines()[0]}")
-        names = [n.strip() for n in conf.get("labels", "object").split(",") if n.strip()]
-        self.label_ids = {name: i + 1 for i, name in enumerate(names)}
+        self.label_ids = label_names(self.bundle, conf)
         metadata = json.loads((self.bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
         super().__init__(
             app_dir=app_dir,
@@ -115,8 +156,19 @@ class SamMed3DApp(MONAILabelApp):
             name="SAM-Med3D",
             description=metadata.get("description", "SAM-Med3D"),
             version=metadata.get("version", ""),
-            labels=self.label_ids,
+            labels=list(self.label_ids),  # a list: OHIF's panel appends to it (a dict crashes it on connect)
         )
+
+    def _download_dcmqi_tools(self) -> None:
+        """Find dcmqi's converter instead of downloading it: MONAI Label fetches it from GitHub when it is not on PATH,
+        which ends start-up offline. The ``dcmqi`` wheel installs it beside this Python; that folder goes on PATH."""
+        folder = _find_dcmqi()
+        if folder is None:
+            _fail(
+                f"a DICOMweb studies source needs dcmqi's {DCMQI_TOOL} to store labels as DICOM SEG, and it is not "
+                "installed: pip install --no-deps -r requirements-monailabel.txt (it pins dcmqi)."
+            )
+        os.environ["PATH"] = os.pathsep.join([folder, os.environ.get("PATH", "")])
 
     def init_infers(self) -> dict[str, InferTask]:
         """The click model (``deepgrow``, dimension 3)."""

@@ -187,12 +187,16 @@ def _assert_on_grid(mask_image, image: Path) -> None:
     np.testing.assert_allclose(mask_image.affine, source.affine, atol=1e-5)
 
 
-def test_info_lists_a_deepgrow_model_of_dimension_3(server):
+def test_info_lists_a_deepgrow_model_of_dimension_3_with_the_bundles_label_names(server):
     info = MONAILabelClient(server["url"]).info()
     model = info["models"][MODEL]
     assert model["type"] == "deepgrow"
     assert model["dimension"] == 3
-    assert model["labels"] == {"object": 1}
+    table = json.loads((BUNDLE / "sample_data" / "labels.json").read_text(encoding="utf-8"))["total"]
+    assert model["labels"] == {**{name: int(value) for value, name in table.items()}, "background": 0}
+    assert model["labels"]["kidney_right"] == 2 and model["labels"]["urinary_bladder"] == 21  # README's main job
+    # OHIF's panel appends the models' labels to this one: a list (a dict crashed it on connect)
+    assert info["labels"] == list(model["labels"])
 
 
 @pytest.mark.slow

@@ -14,30 +14,29 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 
+import nibabel as nib
 import numpy as np
 import torch
 from fastapi import HTTPException
-from monai.data import ITKWriter, NibabelWriter
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from scripts.errors import user_error
 from scripts.inference import ClickWindowInferer, InteractiveSession, PreparedImage
 from scripts.inference.image_input import as_image
 
+from .answers import ANSWER_EXTENSIONS, write_answer
 from .cache import PreparedCache
 from .clicks import Click, ClickChange, diff_clicks, parse_clicks
 
 __all__ = ["SamMed3DInfer"]
 
 logger = logging.getLogger(__name__)
-
-# File types a mask can be returned as (``result_extension``); OHIF asks for ".nrrd".
-RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd")
 
 
 @dataclass
@@ -94,8 +93,27 @@ class SamMed3DInfer(InferTask):
         self._states: dict[tuple[str, str, str], _State] = {}
         self._lock = threading.Lock()
         # answers are written here, not in the system's temp folder: a client on the same machine saves the file it
-        # receives under the same name in that folder, while MONAI Label deletes the server's copy after sending it
-        self._results = tempfile.mkdtemp(prefix="sam_med3d_answers_")
+        # receives under the same name in that folder, while MONAI Label deletes the server's copy after sending it;
+        # the folder goes when the server ends
+        self._answers = tempfile.TemporaryDirectory(prefix="sam_med3d_answers_")
+        self._results = self._answers.name
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """One click on a small synthetic image, read from a file and answered in both formats, at start-up: the
+        first use of the readers, the writers and the network's kernels costs seconds that the first click would
+        otherwise pay."""
+        started = time.perf_counter()
+        rng = np.random.default_rng(0)
+        image = nib.Nifti1Image(rng.normal(100.0, 20.0, (24, 24, 24)).astype(np.float32), np.diag([3.0, 3.0, 3.0, 1]))
+        path = os.path.join(self._results, "warm_up.nii.gz")
+        nib.save(image, path)
+        session = InteractiveSession.on_prepared(self.inferer.prepare(as_image(path), self.network), self.inferer)
+        mask = session.click([12, 12, 12])
+        for extension, compress in ((".nii.gz", True), (".nrrd", False)):
+            os.remove(write_answer(mask, image.affine, extension, compress, self._results))
+        os.remove(path)
+        logger.info(f"warmed up in {time.perf_counter() - started:.1f} s (one click on a synthetic image)")
 
     def is_valid(self) -> bool:
         """Always valid: the network was loaded (strictly) when the app started."""
@@ -133,8 +151,8 @@ class SamMed3DInfer(InferTask):
         start = time.perf_counter()
         path = str(request["image"])
         extension = str(request.get("result_extension") or ".nii.gz")
-        if extension not in RESULT_EXTENSIONS:
-            raise _bad_request(f"result_extension must be one of {', '.join(RESULT_EXTENSIONS)}, got {extension!r}.")
+        if extension not in ANSWER_EXTENSIONS:
+            raise _bad_request(f"result_extension must be one of {', '.join(ANSWER_EXTENSIONS)}, got {extension!r}.")
         client = str(request.get("client_id") or "")
         label = str(request.get("label") or next(iter(self.labels), "object"))
         prepared, fresh = self.cache.get(path)
@@ -161,7 +179,7 @@ class SamMed3DInfer(InferTask):
             mask = mask & roi
         iou = state.session.iou if prompted else float("nan")
         compress = bool(request.get("result_compress", True))
-        file_name = _write_mask(mask, prepared.image.affine, extension, compress, self._results)
+        file_name = write_answer(mask, prepared.image.affine.numpy(), extension, compress, self._results)
         seconds = time.perf_counter() - start
         answer = {
             "label_names": {label: 1},
@@ -242,17 +260,3 @@ def _roi_box(value: object, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tu
     if any(h < v for v, h in zip(lo, hi)):
         raise _bad_request(f"'roi' {value!r} lies outside the image of shape {shape}.")
     return lo, hi
-
-
-def _write_mask(mask: np.ndarray, affine: torch.Tensor, extension: str, compress: bool, folder: str) -> str:
-    """Write a 0/1 uint8 mask with the image's affine (NRRD: LPS, as ITK writes it) in ``folder``; returns its name."""
-    with tempfile.NamedTemporaryFile(suffix=extension, prefix="mask_", dir=folder, delete=False) as f:
-        file_name = f.name
-    writer = ITKWriter(output_dtype=np.uint8) if extension == ".nrrd" else NibabelWriter(output_dtype=np.uint8)
-    writer.set_data_array(torch.from_numpy(mask.astype(np.uint8)), channel_dim=None)
-    writer.set_metadata({"affine": affine, "original_affine": affine}, resample=False)
-    if extension == ".nrrd":
-        writer.write(file_name, verbose=False, compression=compress)
-    else:
-        writer.write(file_name, verbose=False)
-    return file_name
