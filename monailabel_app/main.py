@@ -34,6 +34,7 @@ from typing import NoReturn
 import torch
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
+from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.strategy import Strategy
@@ -148,6 +149,10 @@ class SamMed3DApp(MONAILabelApp):
         except USER_ERRORS as e:
             _fail(f"{_weights_named(conf, self.bundle)}{str(e).strip().splitlines()[0]}")
         self.label_ids = label_names(self.bundle, conf)
+        self.dicomweb = studies.startswith(("http://", "https://"))
+        # read each series' folder as it comes from the store (ITK, as the command line reads DICOM): MONAI Label would
+        # first convert it to a gzip NIfTI in the system's temp folder, seconds per image, and leave that file behind
+        settings.MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI = False
         metadata = json.loads((self.bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
         super().__init__(
             app_dir=app_dir,
@@ -175,7 +180,15 @@ class SamMed3DApp(MONAILabelApp):
         from lib.infer import SamMed3DInfer  # noqa: PLC0415 (needs the bundle on sys.path)
 
         try:
-            task = SamMed3DInfer(self.network, self.label_ids, self.cache_images, self.cache_mb, self.max_windows)
+            task = SamMed3DInfer(
+                self.network,
+                self.label_ids,
+                self.cache_images,
+                self.cache_mb,
+                self.max_windows,
+                answers_dir=os.path.join(self.app_dir, "answers"),
+                warm_up_dicom=self.dicomweb,
+            )
         except ValueError as e:
             _fail(str(e))
         return {MODEL_NAME: task}

@@ -165,3 +165,30 @@ def fresh_clone(dest: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
     return dest
+
+
+@pytest.fixture(scope="session")
+def app_install(tmp_path_factory):
+    """README's set-up and MONAI Label install run as written in a fresh copy with its own venv (``app_install.py``);
+    every MONAI Label test starts its servers from it."""
+    from app_install import install_as_readme_says
+
+    return install_as_readme_says(tmp_path_factory.mktemp("readme_install"))
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    """A DICOMweb store on 127.0.0.1 (Debian's Orthanc) holding the demo CT as a DICOM series (``series_uid``)."""
+    from dicom_series import write_ct_series
+    from orthanc import Orthanc
+
+    root = tmp_path_factory.mktemp("orthanc")
+    store = Orthanc(root / "server")
+    try:
+        uids = write_ct_series(BUNDLE / "sample_data" / "example_ct.nii.gz", root / "ct_series")
+        store.upload(root / "ct_series")
+        store.series_uid = uids.series
+        store.series_folder = root / "ct_series"
+        yield store
+    finally:
+        store.stop()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import nibabel as nib
 import numpy as np
 import torch
 from fastapi import HTTPException
+from monai.transforms import LoadImage
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from scripts.errors import user_error
@@ -74,6 +74,8 @@ class SamMed3DInfer(InferTask):
         cache_images: the most prepared images kept.
         cache_mb: the most megabytes of prepared images kept (0: no bound).
         max_windows: windows per object, as ``inference.json``'s ``max_windows``.
+        answers_dir: where the answer files are written (MONAI Label deletes each once it is sent).
+        warm_up_dicom: load ITK's readers at start (a DICOMweb source's series are read with them).
         description: shown by the viewers.
     """
 
@@ -84,6 +86,8 @@ class SamMed3DInfer(InferTask):
         cache_images: int = 8,
         cache_mb: float = 0.0,
         max_windows: int = 8,
+        answers_dir: str = "answers",
+        warm_up_dicom: bool = False,
         description: str = "SAM-Med3D: click-prompted 3-D segmentation of CT and MRI",
     ) -> None:
         super().__init__(type=InferType.DEEPGROW, labels=labels, dimension=3, description=description)
@@ -92,22 +96,29 @@ class SamMed3DInfer(InferTask):
         self.cache = PreparedCache(self._prepare, cache_images, cache_mb, on_evict=self._forget_image)
         self._states: dict[tuple[str, str, str], _State] = {}
         self._lock = threading.Lock()
-        # answers are written here, not in the system's temp folder: a client on the same machine saves the file it
-        # receives under the same name in that folder, while MONAI Label deletes the server's copy after sending it;
-        # the folder goes when the server ends
-        self._answers = tempfile.TemporaryDirectory(prefix="sam_med3d_answers_")
-        self._results = self._answers.name
-        self.warm_up()
+        # answers are written in the app's folder, not in the system's temp folder: a client on the same machine saves
+        # the file it receives under the same name in that folder, while MONAI Label deletes the server's copy after
+        # sending it; and a temp folder of the server's own would stay behind (uvicorn ends on SIGTERM by re-raising it,
+        # so no exit handler runs)
+        self._results = answers_dir
+        os.makedirs(answers_dir, exist_ok=True)
+        self.warm_up(warm_up_dicom)
 
-    def warm_up(self) -> None:
+    def warm_up(self, warm_up_dicom: bool = False) -> None:
         """One click on a small synthetic image, read from a file and answered in both formats, at start-up: the
         first use of the readers, the writers and the network's kernels costs seconds that the first click would
-        otherwise pay."""
+        otherwise pay.
+
+        Args:
+            warm_up_dicom: also load ITK's readers (the series of a DICOMweb source are read with them).
+        """
         started = time.perf_counter()
         rng = np.random.default_rng(0)
         image = nib.Nifti1Image(rng.normal(100.0, 20.0, (24, 24, 24)).astype(np.float32), np.diag([3.0, 3.0, 3.0, 1]))
         path = os.path.join(self._results, "warm_up.nii.gz")
         nib.save(image, path)
+        if warm_up_dicom:  # ITK reads the series folders of a DICOMweb source; its modules load on first use
+            LoadImage(image_only=True, reader="ITKReader")(path)
         session = InteractiveSession.on_prepared(self.inferer.prepare(as_image(path), self.network), self.inferer)
         mask = session.click([12, 12, 12])
         for extension, compress in ((".nii.gz", True), (".nrrd", False)):
