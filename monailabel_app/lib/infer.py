@@ -208,7 +208,8 @@ class SamMed3DInfer(InferTask):
         logger.info(
             f"click request ({change.kind}) on {path}, label '{label}', client '{client}': {len(state.clicks)} "
             f"click(s), {answer['voxels']} voxels, IoU {answer['iou']}, {answer['encoded_now']} encoder pass(es) "
-            f"({answer['encoder_calls']} since start), {seconds:.3f} s"
+            f"({answer['encoder_calls']} since start), {seconds:.3f} s; clicks in the order made (voxel, positive): "
+            f"{[(list(point), positive) for point, positive in state.clicks]}"
         )
         return file_name, answer
 
