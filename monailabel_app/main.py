@@ -36,6 +36,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.tasks.activelearning.first import First
@@ -152,6 +153,7 @@ class SamMed3DApp(MONAILabelApp):
         self.dicomweb = studies.startswith(("http://", "https://"))
         # read each series' folder as it comes from the store (ITK, as the command line reads DICOM): MONAI Label would
         # first convert it to a gzip NIfTI in the system's temp folder, seconds per image, and leave that file behind
+        # (SeriesFolderDatastore makes saving labels work without it)
         settings.MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI = False
         metadata = json.loads((self.bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
         super().__init__(
@@ -163,6 +165,14 @@ class SamMed3DApp(MONAILabelApp):
             version=metadata.get("version", ""),
             labels=list(self.label_ids),  # a list: OHIF's panel appends to it (a dict crashes it on connect)
         )
+
+    def _init_dicomweb_datastore(self) -> Datastore:
+        """MONAI Label's DICOMweb datastore, reading each series as its folder (:class:`SeriesFolderDatastore`)."""
+        from lib.datastore import SeriesFolderDatastore  # noqa: PLC0415 (lib/ is found beside this file)
+
+        store = super()._init_dicomweb_datastore()
+        store.__class__ = SeriesFolderDatastore  # the same datastore, with saving labels fixed (no state of its own)
+        return store
 
     def _download_dcmqi_tools(self) -> None:
         """Find dcmqi's converter instead of downloading it: MONAI Label fetches it from GitHub when it is not on PATH,

@@ -105,9 +105,7 @@ class Orthanc:
         import requests
 
         found = requests.post(
-            f"{self.url}/tools/find",
-            json={"Level": "Instance", "Query": {"SeriesInstanceUID": series_uid}},
-            timeout=30,
+            f"{self.url}/tools/find", json={"Level": "Instance", "Query": {"SeriesInstanceUID": series_uid}}, timeout=30
         ).json()
         return [requests.get(f"{self.url}/instances/{i}/file", timeout=30).content for i in found]
 

@@ -10,28 +10,24 @@
 # limitations under the License.
 """The MONAI Label app (``monailabel_app/``): a real server on 127.0.0.1, driven by the class 3D Slicer uses.
 
-The server runs as a subprocess on a free port and is always stopped afterwards. Masks are compared voxel for voxel
-with the command line (``inference.json``) and with fresh sessions fed the same clicks in the order made.
-MONAI Label needs ``pip install --no-deps -r requirements-monailabel.txt`` (README); when it is not installed, the
-tests install exactly that file into ``.monailabel_site/`` at the repository root (the environment itself, torch,
-MONAI and numpy included, is left as it is).
+The server is README's: installed and started as README says in a fresh copy with its own venv (``app_install.py``),
+offline, and always stopped afterwards. Masks are compared voxel for voxel with the command line (``inference.json``)
+and with fresh sessions fed the same clicks in the order made. The tests import MONAI Label's client from that venv.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from app_install import Server
 from conftest import BUNDLE, DATA, ROOT
 
 from scripts import InteractiveSession, load_network
@@ -42,103 +38,42 @@ from scripts.inference.image_input import as_image
 DEMO_CT = BUNDLE / "sample_data" / "example_ct.nii.gz"
 SMALL_CT = DATA / "totalsegmentator" / "example_ct_sm.nii.gz"
 MRI = DATA / "totalsegmentator" / "example_mr_sm.nii.gz"
-# Where the tests install requirements-monailabel.txt when MONAI Label is not installed.
-SITE = ROOT / ".monailabel_site"
 # The app's model name.
 MODEL = "sam_med3d"
 # README's main job: (object, click, value in the label map), in the request's order.
 MAIN_JOB = (("kidney_right", [86, 43, 74], 2), ("urinary_bladder", [59, 53, 18], 21))
 MRI_CLICK = [90, 61, 16]  # inside label 1 of example_seg_mr
 
-
-def _monailabel_path() -> str | None:
-    """Make ``monailabel`` importable; returns the folder it was installed into, if the tests installed it."""
-    try:
-        import monailabel  # noqa: F401
-
-        return None
-    except ImportError:
-        pass
-    if not (SITE / "monailabel").is_dir():
-        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(SITE)]
-        subprocess.run(cmd + ["-r", str(ROOT / "requirements-monailabel.txt")], check=True)
-    sys.path.append(str(SITE))
-    return str(SITE)
-
-
-EXTRA_PATH = _monailabel_path()
-from monailabel.client import MONAILabelClient  # noqa: E402
-
 sys.path.insert(0, str(ROOT / "monailabel_app"))
 from lib.cache import PreparedCache  # noqa: E402
 from lib.clicks import diff_clicks  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def client_class(app_install):
+    """``monailabel.client.MONAILabelClient`` (the class the Slicer plugin carries) from README's install."""
+    if str(app_install.site_packages) not in sys.path:
+        sys.path.append(str(app_install.site_packages))  # after this environment's own packages
+    from monailabel.client import MONAILabelClient
 
-
-def _start(app: Path, studies: Path, log: Path, *conf: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), *conf]
-    env = {**__import__("os").environ, "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "PYTHONPATH": EXTRA_PATH or ""}
-    proc = subprocess.Popen(
-        cmd, stdout=log.open("w", encoding="utf-8"), stderr=subprocess.STDOUT, env=env, cwd=app.parent
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait_up(proc: subprocess.Popen, url: str, log: Path, timeout: float = 240) -> None:
-    import requests
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the server ended at start:\n{log.read_text(encoding='utf-8')[-3000:]}")
-        try:
-            if requests.get(f"{url}/info/", timeout=5).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"the server did not answer /info/ in {timeout} s:\n{log.read_text(encoding='utf-8')[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _app_copy(root: Path) -> Path:
-    """The app in a temp folder (the server writes logs/, model/, bin/ into its app folder)."""
-    app = root / "monailabel_app"
-    shutil.copytree(ROOT / "monailabel_app", app, ignore=shutil.ignore_patterns("logs", "model", "bin", "__pycache__"))
-    return app
+    return MONAILabelClient
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A running server on a studies folder with the demo CT, a small CT, the MRI and an unreadable file."""
+def server(app_install, tmp_path_factory):
+    """README's server on a studies folder with the demo CT, a small CT, the MRI and an unreadable file."""
     root = tmp_path_factory.mktemp("monailabel")
     studies = root / "studies"
     studies.mkdir()
     for image in (DEMO_CT, SMALL_CT, MRI):
-        shutil.copy(image, studies / image.name)
+        (studies / image.name).write_bytes(image.read_bytes())
     (studies / "broken.nii.gz").write_bytes(b"not an image")
-    log = root / "server.log"
-    proc, url = _start(_app_copy(root), studies, log, "--conf", "bundle", str(BUNDLE))
+    running = Server(app_install, studies, root / "server.log")
     try:
-        _wait_up(proc, url, log)
-        yield {"url": url, "studies": studies, "log": log, "root": root}
+        running.wait_up()
+        yield {"url": running.url, "studies": studies, "log": running.log, "root": root, "server": running}
     finally:
-        _stop(proc)
+        running.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +122,8 @@ def _assert_on_grid(mask_image, image: Path) -> None:
     np.testing.assert_allclose(mask_image.affine, source.affine, atol=1e-5)
 
 
-def test_info_lists_a_deepgrow_model_of_dimension_3_with_the_bundles_label_names(server):
-    info = MONAILabelClient(server["url"]).info()
+def test_info_lists_a_deepgrow_model_of_dimension_3_with_the_bundles_label_names(server, client_class):
+    info = client_class(server["url"]).info()
     model = info["models"][MODEL]
     assert model["type"] == "deepgrow"
     assert model["dimension"] == 3
@@ -200,11 +135,11 @@ def test_info_lists_a_deepgrow_model_of_dimension_3_with_the_bundles_label_names
 
 
 @pytest.mark.slow
-def test_demo_ct_clicks_give_the_command_lines_label_map(server, tmp_path):
+def test_demo_ct_clicks_give_the_command_lines_label_map(server, client_class, tmp_path):
     written = _command_line(tmp_path, "None")  # README's main job: inference.json's own input_dict
     expected = np.asarray(nib.load(written).dataobj)
     report = json.loads(next(tmp_path.glob("*_objects.json")).read_text(encoding="utf-8"))["objects"]
-    client = MONAILabelClient(server["url"], client_id="main-job")
+    client = client_class(server["url"], client_id="main-job")
     label_map = np.zeros(expected.shape, dtype=np.uint8)
     for (name, click, value), record in zip(MAIN_JOB, report):
         mask_image, answer = _infer(client, "example_ct", [click], label=name)
@@ -246,17 +181,17 @@ def test_ohif_request_gets_an_lps_nrrd_on_the_images_grid(server, reference):
 
 
 @pytest.mark.slow
-def test_mri_lps_click_gives_the_command_lines_label_map(server, tmp_path):
+def test_mri_lps_click_gives_the_command_lines_label_map(server, client_class, tmp_path):
     written = _command_line(tmp_path, f"{{'image': '{MRI}', 'points': [{MRI_CLICK}], 'point_labels': [1]}}")
-    mask_image, answer = _infer(MONAILabelClient(server["url"], client_id="mri"), "example_mr_sm", [MRI_CLICK])
+    mask_image, answer = _infer(client_class(server["url"], client_id="mri"), "example_mr_sm", [MRI_CLICK])
     _assert_on_grid(mask_image, MRI)
     expected = np.asarray(nib.load(written).dataobj) > 0
     assert expected.sum() > 0
     np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected)
 
 
-def test_further_clicks_remove_reset_switch_label_and_image(server, reference):
-    client = MONAILabelClient(server["url"], client_id="editor")
+def test_further_clicks_remove_reset_switch_label_and_image(server, client_class, reference):
+    client = client_class(server["url"], client_id="editor")
     a, b, c, d = [86, 43, 74], [88, 47, 74], [84, 40, 76], [59, 53, 18]
 
     def check(image_id, image, fg, bg, clicks, change, label="object"):
@@ -284,8 +219,8 @@ def test_further_clicks_remove_reset_switch_label_and_image(server, reference):
     check("example_ct", DEMO_CT, [d], [], [(d, True)], "added")  # back on the first image: fresh
 
 
-def test_two_clients_alternating_on_two_images_get_what_they_get_alone(server, reference):
-    one, two = MONAILabelClient(server["url"], client_id="one"), MONAILabelClient(server["url"], client_id="two")
+def test_two_clients_alternating_on_two_images_get_what_they_get_alone(server, client_class, reference):
+    one, two = client_class(server["url"], client_id="one"), client_class(server["url"], client_id="two")
     clicks_one, clicks_two = [[86, 43, 74], [84, 40, 76]], [MRI_CLICK, [88, 60, 15]]
     for step in range(2):
         for client, image_id, image, clicks in (
@@ -297,10 +232,10 @@ def test_two_clients_alternating_on_two_images_get_what_they_get_alone(server, r
             np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected)
 
 
-def test_bad_requests_get_one_line_http_errors_and_the_server_stays_up(server, reference):
+def test_bad_requests_get_one_line_http_errors_and_the_server_stays_up(server, client_class, reference):
     import requests
 
-    client = MONAILabelClient(server["url"], client_id="bad")
+    client = client_class(server["url"], client_id="bad")
     _infer(client, "example_ct", [[86, 43, 74]])  # cached before the bad requests
     url = f"{server['url']}/infer/{MODEL}"
     bad = [
@@ -327,9 +262,9 @@ def test_bad_requests_get_one_line_http_errors_and_the_server_stays_up(server, r
     assert not answer["image_prepared"] and answer["encoded_now"] == 0  # the cache survived
 
 
-def test_slicer_roi_is_the_box_prompt_and_clips_the_mask(server, reference):
+def test_slicer_roi_is_the_box_prompt_and_clips_the_mask(server, client_class, reference):
     roi = [90, 80, 30, 60, 70, 78]  # Slicer's [i0, i1, j0, j1, k0, k1]; pairs not sorted for flipped axes
-    mask_image, answer = _infer(MONAILabelClient(server["url"], client_id="roi"), "example_ct", [[86, 43, 74]], roi=roi)
+    mask_image, answer = _infer(client_class(server["url"], client_id="roi"), "example_ct", [[86, 43, 74]], roi=roi)
     expected, _ = reference(DEMO_CT, [([86, 43, 74], True)], box=((80, 30, 70), (90, 60, 78)))  # the session's box
     box = np.zeros_like(expected)
     box[80:91, 30:61, 70:79] = True
@@ -337,8 +272,8 @@ def test_slicer_roi_is_the_box_prompt_and_clips_the_mask(server, reference):
     assert 0 < answer["voxels"] < expected.sum()
 
 
-def test_upload_image_then_click_and_save_label(server, reference, tmp_path):
-    client = MONAILabelClient(server["url"], client_id="upload")
+def test_upload_image_then_click_and_save_label(server, client_class, reference, tmp_path):
+    client = client_class(server["url"], client_id="upload")
     client.upload_image(str(SMALL_CT), image_id="uploaded_ct")
     mask_image, _ = _infer(client, "uploaded_ct", [[60, 50, 15]])
     expected, _ = reference(SMALL_CT, [([60, 50, 15], True)])
@@ -350,28 +285,80 @@ def test_upload_image_then_click_and_save_label(server, reference, tmp_path):
     np.testing.assert_array_equal(np.asarray(nib.load(saved).dataobj), expected.astype(np.uint8))
 
 
-def test_wrong_weights_are_refused_at_start_with_one_line(tmp_path):
+def test_wrong_weights_are_refused_at_start_with_one_line(app_install, tmp_path):
     torch.save({"not_sam_med3d.weight": torch.zeros(3)}, tmp_path / "wrong.pt")
     studies = tmp_path / "studies"
     studies.mkdir()
-    log = tmp_path / "server.log"
-    proc, _ = _start(
-        _app_copy(tmp_path),
-        studies,
-        log,
-        "--conf",
-        "bundle",
-        str(BUNDLE),
-        "--conf",
-        "weights",
-        str(tmp_path / "wrong.pt"),
-    )
+    server = Server(app_install, studies, tmp_path / "server.log", conf=("weights", str(tmp_path / "wrong.pt")))
     try:
-        assert proc.wait(240) != 0
+        assert server.proc.wait(240) != 0
     finally:
-        _stop(proc)
-    lines = [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "wrong.pt" in lines[0], log.read_text(encoding="utf-8")[-2000:]
+        server.cleanup()
+    lines = [line for line in server.output().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "wrong.pt" in lines[0], server.output()[-2000:]
+
+
+@pytest.mark.slow
+def test_slicer_on_a_dicomweb_store_answers_switches_labels_and_saves_a_dicom_seg(
+    app_install, orthanc, client_class, reference, tmp_path
+):
+    """3D Slicer's requests (``MONAILabelClient``) against README's server on a DICOMweb store (Orthanc) holding the
+    demo CT as a series: ``.nii.gz`` answers on the series' grid, ``roi``, label switching, and ``save_label`` landing
+    in the store as a DICOM SEG that references the series and decodes to the saved mask."""
+    import highdicom as hd
+    import pydicom
+
+    server = Server(app_install, orthanc.dicomweb, tmp_path / "server.log")
+    try:
+        server.wait_up()
+        client = client_class(server.url, client_id="slicer")
+        kidney, bladder = MAIN_JOB[0][1], MAIN_JOB[1][1]
+        mask_image, answer = _infer(client, orthanc.series_uid, [kidney], label="kidney_right")
+        _assert_on_grid(mask_image, DEMO_CT)  # the series holds the demo CT's voxels on its grid
+        expected, iou = reference(DEMO_CT, [(kidney, True)])
+        np.testing.assert_array_equal(np.asarray(mask_image.dataobj) > 0, expected)
+        assert answer["iou"] == pytest.approx(iou, abs=1e-5)
+        bladder_image, _ = _infer(client, orthanc.series_uid, [bladder], label="urinary_bladder")  # another label
+        np.testing.assert_array_equal(np.asarray(bladder_image.dataobj) > 0, reference(DEMO_CT, [(bladder, True)])[0])
+        both, answer = _infer(client, orthanc.series_uid, [kidney, [84, 40, 76]], label="kidney_right")  # back
+        assert answer["change"] == "added" and answer["clicks"] == 2  # the kidney's first click was kept
+        two = reference(DEMO_CT, [(kidney, True), ([84, 40, 76], True)])[0]
+        np.testing.assert_array_equal(np.asarray(both.dataobj) > 0, two)
+        roi = [90, 80, 30, 60, 70, 78]
+        clipped, _ = _infer(client_class(server.url, client_id="roi"), orthanc.series_uid, [kidney], roi=roi)
+        box = np.zeros_like(expected)
+        box[80:91, 30:61, 70:79] = True
+        boxed = reference(DEMO_CT, [(kidney, True)], box=((80, 30, 70), (90, 60, 78)))[0]
+        np.testing.assert_array_equal(np.asarray(clipped.dataobj) > 0, boxed & box)
+
+        label = tmp_path / "kidney.nii.gz"
+        nib.save(nib.Nifti1Image(two.astype(np.uint8), nib.load(DEMO_CT).affine), label)
+        params = {"label_info": [{"name": "kidney_right", "idx": 1, "color": [185, 102, 83]}]}
+        client.save_label(orthanc.series_uid, str(label), tag="final", params=params)
+    finally:
+        server.stop()
+    assert server.leftovers() == [], server.leftovers()
+    (seg_series,) = orthanc.series_of_modality("SEG")
+    (blob,) = orthanc.instance_files(seg_series["0020000E"]["Value"][0])
+    seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(pydicom.filebase.DicomBytesIO(blob)))
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == orthanc.series_uid
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["kidney_right"]
+    # decoded by position: each frame lands on the source slice with its ImagePositionPatient, rows and columns as the
+    # series' (pixel (r, c) of slice k is voxel (i=c, j=r, k), as tests/dicom_series.py writes it)
+    slices = [pydicom.dcmread(p, stop_before_pixels=True) for p in orthanc.series_folder.glob("*.dcm")]
+    k_of = {tuple(round(float(v), 3) for v in ds.ImagePositionPatient): int(ds.InstanceNumber) - 1 for ds in slices}
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    orientation = [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient]
+    np.testing.assert_allclose(orientation, [float(v) for v in slices[0].ImageOrientationPatient], atol=1e-5)
+    spacing = [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing]
+    np.testing.assert_allclose(spacing, [float(v) for v in slices[0].PixelSpacing], atol=1e-5)
+    decoded = np.zeros_like(two)
+    frames = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    for frame, group in zip(frames, seg.PerFrameFunctionalGroupsSequence):
+        assert group.SegmentIdentificationSequence[0].ReferencedSegmentNumber == 1
+        position = tuple(round(float(v), 3) for v in group.PlanePositionSequence[0].ImagePositionPatient)
+        decoded[:, :, k_of[position]] = frame.T > 0
+    np.testing.assert_array_equal(decoded, two)
 
 
 def test_click_diff_recognises_added_removed_reset_and_changed():
