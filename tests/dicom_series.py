@@ -60,7 +60,11 @@ def _ds(value: float) -> str:
 
 
 def write_ct_series(
-    nifti: str | Path, folder: str | Path, reverse: bool = False, name: str | None = None, patient: str = "SAMMED3D^TEST"
+    nifti: str | Path,
+    folder: str | Path,
+    reverse: bool = False,
+    name: str | None = None,
+    patient: str = "SAMMED3D^TEST",
 ) -> SeriesUIDs:
     """Write ``nifti`` as a CT series, one file per slice ``k``, into ``folder`` (created).
 
