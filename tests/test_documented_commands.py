@@ -32,6 +32,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from conftest import ROOT
 
@@ -40,7 +41,7 @@ DOCS = ("README.md", "bundle/docs/README.md")
 # The docs' stand-ins for the user's data -> files of the repository ({bundle}, {work}: the copy, a scratch folder).
 PLACEHOLDERS = {
     "/data/ct.nii.gz": "{bundle}/sample_data/example_ct.nii.gz",
-    "/data/ct_series": "{work}/ct_series",  # the shipped CT written as a DICOM series (fixture below)
+    "/data/ct_series": "{work}/ct_series",  # the shipped CT written as a complete DICOM series (fixture below)
     "/data/images": "{bundle}/sample_data",
     "/data/prompts.json": "{bundle}/sample_data/demo_prompts.json",
     "/data/Dataset003_Liver": "{work}/Dataset003_Liver",  # an nnU-Net folder of the two shipped CTs (fixture below)
@@ -219,9 +220,9 @@ def work(tmp_path_factory) -> Path:
             (work / "repo" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, work / "repo" / name)
     sample = work / "repo" / "bundle" / "sample_data"
-    from test_inference_cli import write_dicom_series
+    from dicom_series import write_ct_series
 
-    write_dicom_series(str(sample / "example_ct.nii.gz"), work / "ct_series")
+    write_ct_series(sample / "example_ct.nii.gz", work / "ct_series")  # what a DICOM SEG needs of its source, too
     dataset = work / "Dataset003_Liver"
     cases = (
         (sample / "example_ct.nii.gz", sample / "example_seg_fast_force_split.nii.gz"),
@@ -278,11 +279,19 @@ def _check_promises(command: Command, cwd: Path, text: str, log: str) -> None:
         if isinstance(request.get("label"), str):  # simulation mode: clicks from a label, Dice per click
             assert (_output_dir(text, cwd) / f"{stem}_clicks.json").is_file()
             return
+        objects = request.get("objects") or ({"object": request} if request else {})
+        if "--output_format dicom_seg" in text:  # a DICOM SEG of the series: one segment per object, by its name
+            written = _output_dir(text, cwd) / f"{stem}_seg.dcm"
+            assert written.is_file(), f"no {written}"
+            assert f"{written.name}: DICOM SEG" in log, "the log does not name the DICOM SEG it wrote"
+            seg = pydicom.dcmread(written)
+            assert seg.Modality == "SEG" and [s.SegmentLabel for s in seg.SegmentSequence] == list(objects)
+            assert seg.NumberOfFrames > 0, "no segment has a voxel"
+            return
         written = _output_dir(text, cwd) / f"{stem}_seg.nii.gz"
         assert written.is_file(), f"no {written}"
         assert str(written) in log or written.name in log, "the log does not name the label map it wrote"
         values = set(np.unique(np.asarray(nib.load(written).dataobj)).tolist())
-        objects = request.get("objects") or ({"": request} if request else {})
         wanted = {o.get("label", 1) for o in objects.values()} or {2, 21}
         assert wanted <= values, f"labels {sorted(wanted - values)} missing from {written}"
     if "batch_inference.json" in text:

@@ -35,6 +35,11 @@ FAILURES = (
         "the image spans R -179.5..186.5, A 9.8..312.8, S 92.8..428.8 (RAS mm)",  # its extent in mm
     ),
     (
+        "inference, DICOM SEG of a NIfTI",
+        INFERENCE + ["--output_dir", "{out}/seg", "--output_format", "dicom_seg"],
+        "needs a DICOM series folder as 'image'",
+    ),
+    (
         "batch",
         BATCH + ["--output_dir", "{out}", "--prompts_file", "{out}/none.json", "--stop_on_error", "True"],
         "none",
@@ -59,6 +64,8 @@ def test_a_failure_is_one_error_line_printed_once(tmp_path, what, args, words):
     assert len(errors) == 1 and errors[0].startswith("error: "), errors or log[-3000:]
     assert words in errors[0], errors[0]
     assert "Traceback" not in log, log[-3000:]
+    if what == "inference, DICOM SEG of a NIfTI":  # refused before any work: nothing written
+        assert not (tmp_path / "seg").exists() and "segmented" not in log
     if what == "inference, existing output":  # refused before any work: nothing segmented, nothing written
         assert (tmp_path / "example_ct_seg.nii.gz").read_bytes() == b"an earlier result"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "example_ct_seg.nii.gz"]

@@ -24,10 +24,12 @@ the script:
    ``insteadOf`` rule, so the zoo's config stays as it is), then commits the PR;
 4. stands in for the two downloads only: the metadata schema (a local copy placed where ``ci/prepare_schema.py``
    downloads it, so its ``download_url`` finds the file and skips) and each file of ``large_files.yml`` (placed at
-   its path: ``--weights`` gives a real file; otherwise a stand-in, which is what the zoo's own
-   ``verify_bundle._produce_fake_weights`` makes: the ``state_dict`` of the bundle's ``network_def`` with random
-   initial weights. It lets the checks that load weights run; it is NOT a trained model, and a ``hash_val`` in
-   ``large_files.yml`` cannot be checked against it, so that hash is blanked in the copy and reported);
+   its path: ``--weights`` gives a file, whose hash is checked when it is the one ``large_files.yml`` names and
+   blanked and reported when it is not, e.g. a stand-in with the released shapes; otherwise a stand-in, which is
+   what the zoo's own ``verify_bundle._produce_fake_weights`` makes: the ``state_dict`` of the bundle's
+   ``network_def`` with random initial weights. It lets the checks that load weights run; it is NOT a trained
+   model, and a ``hash_val`` in ``large_files.yml`` cannot be checked against it, so that hash is blanked in the
+   copy and reported);
 5. runs ``ci/run_premerge_cpu.sh changed`` (the CPU job) with a stand-in for ``pip`` on ``PATH``: nothing is
    installed; each requirement is checked against the environment the checks run in, and the bundle's own pins
    must all be met there (they are what the real job installs). Then ``ci/verify_bundle.py`` in ``min`` and in
@@ -218,6 +220,20 @@ def prepare_zoo(zoo: Path, rev: str | None, workdir: Path) -> tuple[Path, str]:
     git("symbolic-ref", "HEAD", "refs/heads/dev", cwd=origin)
     git("clone", "--quiet", "--branch", "dev", str(origin), str(clone), cwd=workdir)
     return clone, commit
+
+
+def file_hash(path: Path, hash_type: str) -> str:
+    """The hex digest of a file, as ``large_files.yml``'s ``hash_val`` holds it.
+
+    Args:
+        path: the file.
+        hash_type: ``md5``, ``sha1``, ``sha256`` or ``sha512``.
+    """
+    digest = hashlib.new(hash_type.lower())
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_large_files(bundle: Path) -> tuple[Path | None, list[dict]]:
@@ -756,7 +772,15 @@ class Rehearsal:
             if path in given:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(given[path], target)
-                self.note(f"download of {path} <- {given[path]} (given with --weights; its hash is checked)")
+                if entry.get("hash_val") and file_hash(target, entry.get("hash_type") or "sha256") != entry["hash_val"]:
+                    # e.g. a stand-in with the released shapes: the zoo's download would refuse it as a bad download
+                    entry["hash_val"], blanked = "", True
+                    self.note(
+                        f"download of {path} <- {given[path]} (given with --weights; NOT the file large_files.yml "
+                        "names, its hash differs: hash_val blanked in the copy, NOT CHECKED)"
+                    )
+                else:
+                    self.note(f"download of {path} <- {given[path]} (given with --weights; its hash is checked)")
                 continue
             if Path(path).suffix in WEIGHT_SUFFIXES:
                 made.append(path)

@@ -9,12 +9,14 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """Inference: requests and prompts, the prepared image, the one interactive path (``ObjectTrack``), and its front ends
-(the command line's inferer and workflow, the session, automatic mode, batches, the atomic writer)."""
+(the command line's inferer and workflow, the session, automatic mode, batches, the atomic writers: label maps and
+DICOM SEG)."""
 
 from .automatic import AutomaticInferer, probabilities_to_labels
 from .batch import BATCH_ERROR, batch_requests
 from .batch_ledger import BatchLedger
 from .batch_run import BatchDataset, BatchEvaluator
+from .dicom_seg import DicomSegWriter
 from .image_input import as_image
 from .inferer import ClickWindowInferer, track_object
 from .prepared import PreparedImage, Window
@@ -22,4 +24,4 @@ from .prompts import ObjectPrompt, normalise_request, parse_request_prompts, vox
 from .session import InteractiveSession
 from .track import ObjectTrack
 from .workflow import PromptedEvaluator
-from .writer import AtomicSaveImage
+from .writer import AtomicSaveImage, select_writer

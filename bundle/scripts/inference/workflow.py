@@ -24,6 +24,7 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
 from .automatic import AutomaticInferer, probabilities_to_labels
+from .dicom_seg import ALGORITHM_TYPE, LABEL_NAMES
 from .prompts import parse_request_prompts
 from .writer import AtomicSaveImage
 
@@ -106,6 +107,7 @@ class PromptedEvaluator(SupervisedEvaluator):
                 else:
                     objects = parse_request_prompts(request, image.shape[1:], image.affine)
                     pred, records = engine.inferer.segment(image, engine.network, objects)
+                    pred.meta[LABEL_NAMES] = {r["label"]: r["name"] for r in records}  # a DICOM SEG's segment labels
                     self._reports.append((image, "objects", {"objects": records}))
             outputs.append({"pred": pred})
         for report in self._reports:  # before the label maps: an existing label map means a complete case
@@ -124,6 +126,8 @@ class PromptedEvaluator(SupervisedEvaluator):
         objects = parse_request_prompts(request, image.shape[1:], image.affine) if has_clicks else []
         probabilities = self.automatic_inferer(image, engine.network, class_ids, objects)
         meta = {k: v for k, v in image.meta.items() if k != "affine"}
+        meta[LABEL_NAMES] = {c: f"class {c}" for c in class_ids}
+        meta[ALGORITHM_TYPE] = "SEMIAUTOMATIC" if objects else "AUTOMATIC"
         return MetaTensor(probabilities_to_labels(probabilities, class_ids), affine=image.affine, meta=meta)
 
     def _simulate(self, engine: SupervisedEvaluator, image: MetaTensor, request: dict) -> MetaTensor:
@@ -148,6 +152,7 @@ class PromptedEvaluator(SupervisedEvaluator):
             logger.info(f"class {class_id}: Dice per click {dice}")
         self._reports.append((image, "clicks", report))
         meta = {k: v for k, v in image.meta.items() if k != "affine"}
+        meta[LABEL_NAMES] = {c: f"class {c}" for c in classes}
         return MetaTensor(label_map, affine=image.affine, meta=meta)
 
     def _write_report(self, image: MetaTensor, kind: str, report: dict) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from monai.data import MetaTensor
 from monai.transforms import SaveImage
 from monai.utils import MetaKeys
 
-__all__ = ["AtomicSaveImage"]
+__all__ = ["AtomicSaveImage", "select_writer"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +83,18 @@ class AtomicSaveImage(SaveImage):
         if meta_data is not None:
             meta_data[MetaKeys.SAVED_TO] = str(target)
         return img
+
+
+def select_writer(output_format: str, writers: Mapping[str, Callable]) -> Callable:
+    """The writer of ``output_format`` (``inference.json``'s ``output_format``: ``nifti``, ``dicom_seg``).
+
+    Args:
+        output_format: the format asked for.
+        writers: the writer of each format.
+
+    Raises:
+        ValueError: an unknown format, with the known ones.
+    """
+    if output_format not in writers:
+        raise ValueError(f"--output_format {output_format!r} is not one of {', '.join(map(repr, writers))}.")
+    return writers[output_format]

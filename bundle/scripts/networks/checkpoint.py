@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is not a readable PyTorch checkpoint holding a state_dict.
+        ValueError: the file is not a readable PyTorch checkpoint holding a state_dict (truncated, corrupted, or
+            holding more than tensors): the message says to fetch it again and where its SHA-256 is.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,9 +71,16 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint (weights_only=True): {first_line}") from e
+    # what torch raises for a truncated file (cut anywhere: OSError, struct.error and EOFError near the start,
+    # RuntimeError further on) or one that holds more than tensors (UnpicklingError)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, struct.error) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0].rstrip(".")
+        raise ValueError(
+            f"{path} ({path.stat().st_size:,} bytes) is not a readable PyTorch checkpoint (weights_only=True): "
+            f"{first}. A truncated or corrupted download reads like this: remove it and fetch it again (`python -m "
+            "monai.bundle download_large_files --bundle_path <bundle>` checks the released file's SHA-256 in "
+            "large_files.yml), or pass a checkpoint that holds tensors only (a state_dict or the official container)."
+        ) from e
     config = None
     if isinstance(obj, Mapping) and isinstance(obj.get("model_state_dict"), Mapping):
         if isinstance(obj.get(NETWORK_CONFIG_KEY), Mapping):
