@@ -46,7 +46,7 @@ MRI_CLICK = [90, 61, 16]  # inside label 1 of example_seg_mr
 
 sys.path.insert(0, str(ROOT / "monailabel_app"))
 from lib.cache import PreparedCache  # noqa: E402
-from lib.clicks import diff_clicks  # noqa: E402
+from lib.clicks import continued_history, diff_clicks  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -376,13 +376,25 @@ def test_click_diff_recognises_added_removed_reset_and_changed():
     assert (moved.kind, moved.clicks) == ("changed", [a, c])
 
 
+def test_a_request_continues_its_own_tabs_history_not_the_latest():
+    """OHIF's tabs share one client id: a request goes on from the history it extends, whichever came last."""
+    a, n, b, c, d = ((1, 1, 1), 1), ((2, 2, 2), 0), ((3, 3, 3), 1), ((4, 4, 4), 1), ((5, 5, 5), 1)
+    first_tab, second_tab = [a, n], [b]  # the second tab clicked last
+    assert continued_history([first_tab, second_tab], [c, a, n]) == 0  # the first tab's click comes in: added to it
+    assert continued_history([first_tab, second_tab], [b, d]) == 1
+    assert continued_history([first_tab, second_tab], [a, n]) == 0  # unchanged
+    assert continued_history([first_tab, second_tab], [a]) == 0  # its latest click undone
+    assert continued_history([[a], [a, n]], [a, n, c]) == 1  # the longest history it extends
+    assert continued_history([first_tab, second_tab], [d]) is None  # nobody's: a fresh object
+    assert continued_history([[a, n, c]], [a, c]) is None  # not the latest removed: replayed afresh
+
+
 class _Fake:
     """A stand-in for a prepared image: tensors of a known size and a count of encoded windows."""
 
     def __init__(self, megabytes: float) -> None:
         self.image = torch.zeros(int(megabytes * 250_000))  # float32: 4 bytes a voxel
-        self.ras = torch.zeros(0)
-        self._windows = {}
+        self.embeddings = []
         self.num_encoded = 1
 
 

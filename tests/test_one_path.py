@@ -25,6 +25,8 @@ from monai.data import MetaTensor
 from test_inference import DEMO, MR, OracleNetwork, deepest_voxel, dice, load, marked
 
 from scripts import InteractiveSession, load_network
+from scripts.geometry import reorient_to_ras, resample_to_spacing
+from scripts.geometry.window import grid_part, window_points
 from scripts.inference import ObjectTrack, PreparedImage
 
 CONFIGS = BUNDLE / "configs"
@@ -109,7 +111,7 @@ def test_session_equals_command_line_on_an_object_over_several_windows(liver_cas
     encoded, decoded = oracle.encoded, oracle.decoded
     click = deepest_voxel(liver)
     holding = sum(
-        session.prepared.roi_points(session.prepared.to_ras(np.asarray(click)), w.start)[1][0]
+        window_points(session.prepared.to_ras(np.asarray(click)), w.start, session.prepared.roi_size)[1][0]
         for w in session.track.windows
     )
     windows_before = len(session.track.windows)
@@ -184,17 +186,18 @@ def test_an_object_can_start_from_a_mask(liver_case):
     mask = session.click(click, positive=False)
     (tracked,) = session.track.windows
     prompt = oracle.mask_prompts[-1]
-    ras_start = session.prepared.mask_to_ras(start)
-    window_start = session.prepared.window_part(ras_start, tracked.start)
+    # the reference's whole-grid nearest resampling of the starting mask, cut to the window
+    ras_start = reorient_to_ras(
+        resample_to_spacing(
+            MetaTensor(torch.from_numpy(start[None].astype(np.uint8)), affine=load(path).affine), mode="nearest"
+        )
+    )
+    window_start = grid_part(ras_start[0].numpy() > 0, tracked.start, session.prepared.roi_size)
     assert prompt.shape == (1, 1, 32, 32, 32) and prompt.sum() > 0
     np.testing.assert_array_equal(prompt[0, 0].numpy() > 0.5, window_start[::4, ::4, ::4])  # nearest, as upstream
     # outside the window the object is still the starting mask
     outside = np.ones(liver.shape, dtype=bool)
-    outside[
-        session.prepared.paste_region(
-            np.ones(session.prepared.grid_shape, bool), tracked.start, [s + 128 for s in tracked.start]
-        )
-    ] = False
+    outside[session.prepared.paste(np.ones(session.prepared.roi_size, bool), tracked.start)] = False
     assert outside.any()
     np.testing.assert_array_equal(mask[outside], start[outside])
     assert session.undo() is not None and np.array_equal(session.mask, start)

@@ -25,8 +25,8 @@ logger = logging.getLogger(__name__)
 
 
 def prepared_megabytes(prepared: PreparedImage) -> float:
-    """Memory held by a prepared image: the original image, its RAS grid and its window embeddings (MB)."""
-    tensors = [prepared.image, prepared.ras] + [w.embedding for w in prepared._windows.values()]
+    """Memory held by a prepared image: the original image and its window embeddings (MB)."""
+    tensors = [prepared.image] + prepared.embeddings
     return sum(t.element_size() * t.nelement() for t in tensors) / 1e6
 
 

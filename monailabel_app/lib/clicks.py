@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Click", "ClickChange", "diff_clicks", "parse_clicks"]
+__all__ = ["Click", "ClickChange", "diff_clicks", "parse_clicks", "continued_history"]
 
 # A click: voxel indices (i, j, k) of the image as the server stores it, and 1 (foreground) or 0 (background).
 Click = tuple[tuple[int, int, int], int]
@@ -114,3 +114,31 @@ def diff_clicks(old: Sequence[Click], new: Sequence[Click]) -> ClickChange:
         undo = latest if Counter(old[len(old) - latest :]) == removed else 0
         return ClickChange("removed", kept, [], undo)
     return ClickChange("changed", kept + new_clicks, new_clicks)
+
+
+# How well a request continues a history of clicks: unchanged, then clicks added, then the latest ones undone.
+_CONTINUATION_RANK = {"unchanged": 3, "added": 2, "removed": 1}
+
+
+def continued_history(histories: Sequence[Sequence[Click]], new: Sequence[Click]) -> int | None:
+    """Which of several click histories (oldest first) a request's clicks continue, or ``None`` (none of them: a
+    fresh object replays the request's clicks).
+
+    Viewers that send no client id (OHIF) look like one client from several browser tabs: each tab's request must
+    continue that tab's own clicks, in the order it made them, not the other tab's. A history continues when the
+    request holds the same clicks, adds to them, or drops its latest ones; the longest such history wins, then the most
+    recent.
+
+    Args:
+        histories: click histories, each in the order the clicks were made, oldest history first.
+        new: the request's clicks (see :func:`parse_clicks`).
+    """
+    best, best_rank = None, None
+    for index, old in enumerate(histories):
+        change = diff_clicks(old, new)
+        if change.kind not in _CONTINUATION_RANK or (change.kind == "removed" and not change.undo):
+            continue
+        rank = (_CONTINUATION_RANK[change.kind], len(old), index)
+        if best_rank is None or rank > best_rank:
+            best, best_rank = index, rank
+    return best

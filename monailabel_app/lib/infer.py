@@ -32,11 +32,15 @@ from scripts.inference.image_input import as_image
 
 from .answers import ANSWER_EXTENSIONS, write_answer
 from .cache import PreparedCache
-from .clicks import Click, ClickChange, diff_clicks, parse_clicks
+from .clicks import Click, ClickChange, continued_history, diff_clicks, parse_clicks
 
 __all__ = ["SamMed3DInfer"]
 
 logger = logging.getLogger(__name__)
+
+
+# Click histories kept per client, image and label: OHIF's tabs share one (it sends no client id), each tab its own.
+STATES_PER_OBJECT = 8
 
 
 @dataclass
@@ -94,7 +98,7 @@ class SamMed3DInfer(InferTask):
         self.network = network
         self.inferer = ClickWindowInferer(max_windows=max_windows)
         self.cache = PreparedCache(self._prepare, cache_images, cache_mb, on_evict=self._forget_image)
-        self._states: dict[tuple[str, str, str], _State] = {}
+        self._states: dict[tuple[str, str, str], list[_State]] = {}  # recent click histories, most recent last
         self._lock = threading.Lock()
         # answers are written in the app's folder, not in the system's temp folder: a client on the same machine saves
         # the file it receives under the same name in that folder, while MONAI Label deletes the server's copy after
@@ -165,7 +169,7 @@ class SamMed3DInfer(InferTask):
         if extension not in ANSWER_EXTENSIONS:
             raise _bad_request(f"result_extension must be one of {', '.join(ANSWER_EXTENSIONS)}, got {extension!r}.")
         client = str(request.get("client_id") or "")
-        label = str(request.get("label") or next(iter(self.labels), "object"))
+        label = str(request.get("label") or "object")  # OHIF's point prompts name no label
         prepared, fresh = self.cache.get(path)
         shape = tuple(int(s) for s in prepared.image.shape[1:])
         clicks = parse_clicks(request, shape)
@@ -174,15 +178,19 @@ class SamMed3DInfer(InferTask):
         for key in [k for k in self._states if k[0] == client and k[1] != path]:  # a new image starts fresh
             del self._states[key]
         key = (client, path, label)
-        state = self._states.get(key)
         encoded_before = self.cache.encoder_calls
-        if state is None or state.session.prepared is not prepared or request.get("reset_state") or state.box != box:
+        recent = [s for s in self._states.get(key, []) if s.session.prepared is prepared and s.box == box]
+        found = None if request.get("reset_state") else continued_history([s.clicks for s in recent], clicks)
+        if found is None:  # a new object, a new or moved roi (the clicks are replayed after it), or a reset
             state = _State(InteractiveSession.on_prepared(prepared, self.inferer), box=box)
-            if box is not None:  # a new or moved roi starts the object from it; the clicks are replayed after it
+            if box is not None:
                 state.session.box(*box)
+        else:
+            state = recent[found]
         change = diff_clicks(state.clicks, clicks)
-        state, mask = _apply(state, change, prepared, self.inferer)
-        self._states[key] = state
+        before, (state, mask) = state, _apply(state, change, prepared, self.inferer)
+        kept = [s for s in recent if s is not before or s.session is not state.session]  # the continued one moves up
+        self._states[key] = (kept + [state])[-STATES_PER_OBJECT:]
         prompted = bool(state.clicks) or state.box is not None
         if mask is None:
             mask = state.session.mask if prompted else np.zeros(shape, dtype=bool)

@@ -125,9 +125,7 @@ def simulate_clicks(
     truth = torch.from_numpy(extract_window(ras_target, start, prepared.roi_size)[0].numpy() > 0)
     track = ObjectTrack(prepared, max_windows, first_window=start)
     rng = rng if rng is not None else np.random.RandomState(FIRST_CLICK_SEED)
-    to_original = np.linalg.solve(
-        np.asarray(image.affine, dtype=np.float64), np.asarray(prepared.ras.affine, dtype=np.float64)
-    )
+    to_original = np.linalg.solve(np.asarray(image.affine, dtype=np.float64), prepared.grid.affine)
     results = []
     for click in range(1, num_clicks + 1):
         current = torch.from_numpy(track.window_mask(start))

@@ -80,7 +80,7 @@ def _axis_plan(index_map: np.ndarray) -> list[tuple[int, float, float]]:
     return plan
 
 
-def _valid_range(positions: torch.Tensor, size: int) -> tuple[int, int]:
+def valid_range(positions: torch.Tensor, size: int) -> tuple[int, int]:
     """First and last+1 output index whose nearest input voxel lies inside ``[0, size)`` (positions monotone)."""
     nearest = torch.floor(positions + 0.5 + TIE_TOLERANCE)
     valid = torch.nonzero((nearest >= 0) & (nearest < size)).flatten()
@@ -94,25 +94,82 @@ def _take(data: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
     return data[(slice(None),) * dim + (index,)]
 
 
-def _sample_axis(data: torch.Tensor, dim: int, positions: torch.Tensor, mode: str) -> torch.Tensor:
-    """Resample ``data`` along ``dim`` at continuous ``positions`` (all inside ``[-0.5, n - 0.5)``).
+def axis_sampling(
+    positions: torch.Tensor, size: int, mode: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Which voxels of an axis of ``size`` voxels give the values at continuous ``positions``, and how.
 
-    ``"bilinear"`` returns float64 (computed as ITK does: ``low + (high - low) * weight``), ``"nearest"`` keeps the
-    dtype.
+    Args:
+        positions: float64 positions, all inside ``[-0.5, size - 0.5)``.
+        size: voxels along the axis.
+        mode: ``"bilinear"`` or ``"nearest"``.
+
+    Returns:
+        ``(lower, upper, weight)``: voxel indices and the weight of ``upper`` (``"nearest"``: ``lower`` only,
+        ``upper`` equal to it and no weight).
     """
-    size = data.shape[dim]
     if mode == "nearest":
         index = torch.floor(positions + 0.5 + TIE_TOLERANCE).long().clamp_(0, size - 1)
-        return _take(data, dim, index)
+        return index, index, None
     lower = torch.floor(positions).clamp_(0, size - 1)
     weight = (positions - lower).clamp_(0.0, 1.0)
     lower = lower.long()
-    upper = (lower + 1).clamp_(max=size - 1)
+    return lower, (lower + 1).clamp_(max=size - 1), weight
+
+
+def sample_along(
+    data: torch.Tensor, dim: int, lower: torch.Tensor, upper: torch.Tensor, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """Resample ``data`` along ``dim`` with :func:`axis_sampling`'s indices (relative to ``data``) and weights.
+
+    Linear interpolation returns float64 (computed as ITK does: ``low + (high - low) * weight``), nearest keeps the
+    dtype.
+    """
+    if weight is None:
+        return _take(data, dim, lower)
     shape = [1] * data.ndim
     shape[dim] = -1
-    weight = weight.reshape(shape)
     low = _take(data, dim, lower).to(torch.float64)
-    return _take(data, dim, upper).to(torch.float64).sub_(low).mul_(weight).add_(low)
+    return _take(data, dim, upper).to(torch.float64).sub_(low).mul_(weight.reshape(shape)).add_(low)
+
+
+def _sample_axis(data: torch.Tensor, dim: int, positions: torch.Tensor, mode: str) -> torch.Tensor:
+    """Resample ``data`` along ``dim`` at continuous ``positions`` (all inside ``[-0.5, n - 0.5)``)."""
+    return sample_along(data, dim, *axis_sampling(positions, data.shape[dim], mode))
+
+
+def cast_back(block: torch.Tensor, dtype: torch.dtype, mode: str) -> torch.Tensor:
+    """Interpolated values back to the input's ``dtype``, as ITK casts: integers truncated and clipped."""
+    if mode != "nearest" and not dtype.is_floating_point:
+        info = torch.iinfo(dtype)
+        block = torch.trunc(block).clamp_(info.min, info.max)
+    return block.to(dtype)
+
+
+def _sampled_block(
+    plan: list[tuple[int, float, float]], in_shape: Sequence[int], out_shape: Sequence[int]
+) -> tuple[list[slice], list[torch.Tensor]]:
+    """The output voxels that read the input (a box), and their input positions per output axis."""
+    bounds, positions = [], []
+    for out_axis, (_, scale, offset) in enumerate(plan):
+        pos = torch.arange(int(out_shape[out_axis]), dtype=torch.float64) * scale + offset
+        lo, hi = valid_range(pos, int(in_shape[out_axis]))
+        bounds.append(slice(lo, hi))
+        positions.append(pos[lo:hi])
+    return bounds, positions
+
+
+def sampled_box(index_map: np.ndarray, in_shape: Sequence[int], out_shape: Sequence[int]) -> tuple[slice, ...]:
+    """The box of output voxels that :func:`resample_axis_aligned` computes (the others are 0), in output order.
+
+    Args:
+        index_map: 4x4 map from output voxel indices to input voxel indices (axis-aligned).
+        in_shape: the input's spatial shape.
+        out_shape: the output's spatial shape.
+    """
+    plan = _axis_plan(np.asarray(index_map, dtype=np.float64))
+    permuted = [int(in_shape[axis]) for axis, _, _ in plan]
+    return tuple(_sampled_block(plan, permuted, out_shape)[0])
 
 
 def resample_axis_aligned(
@@ -157,22 +214,13 @@ def resample_axis_aligned(
     # image costs the window, not the image; torch.zeros would memset all of it)
     out = torch.from_numpy(np.zeros((data.shape[0], *shape), dtype=dtype_torch_to_numpy(data.dtype)))
 
-    bounds = []
-    positions = []
-    for out_axis, (_, scale, offset) in enumerate(plan):
-        pos = torch.arange(shape[out_axis], dtype=torch.float64) * scale + offset
-        lo, hi = _valid_range(pos, data.shape[1 + out_axis])
-        bounds.append(slice(lo, hi))
-        positions.append(pos[lo:hi])
+    bounds, positions = _sampled_block(plan, data.shape[1:], shape)
     if all(b.stop > b.start for b in bounds):
         kind = "nearest" if mode == "nearest" else "bilinear"
         block = data
         for out_axis, pos in enumerate(positions):
             block = _sample_axis(block, 1 + out_axis, pos, kind)
-        if kind == "bilinear" and not data.dtype.is_floating_point:
-            info = torch.iinfo(data.dtype)
-            block = torch.trunc(block).clamp_(info.min, info.max)
-        out[(slice(None), *bounds)] = block.to(data.dtype)
+        out[(slice(None), *bounds)] = cast_back(block, data.dtype, kind)
     return with_geometry(img, out, out_affine)
 
 

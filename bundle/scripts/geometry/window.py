@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from .grid import TIE_TOLERANCE, as_affine, check_image, translation, with_geometry
+from .grid import TIE_TOLERANCE, as_affine, check_image, nearest_voxel, translation, with_geometry
 
 __all__ = [
     "ROI_SIZE",
@@ -28,8 +28,10 @@ __all__ = [
     "extract_window",
     "z_normalize",
     "window_slices",
+    "window_points",
     "grid_part",
     "add_to_grid",
+    "bounding_box",
 ]
 
 # Spatial size of the network input window.
@@ -191,6 +193,30 @@ def window_slices(
         grid.append(slice(lo, hi))
         window.append(slice(lo - int(s), hi - int(s)))
     return tuple(grid), tuple(window)
+
+
+def window_points(points: np.ndarray, start: Sequence[int], size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Window voxel indices of grid points for the window at ``start``, and which of them fall inside it.
+
+    Args:
+        points: ``(N, 3)`` (or ``(3,)``) continuous grid coordinates.
+        start: first voxel of the window.
+        size: window size.
+
+    Returns:
+        ``(N, 3)`` int64 window indices (nearest voxel) and an ``(N,)`` bool array.
+    """
+    roi = nearest_voxel(np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(start, dtype=np.float64))
+    inside = ((roi >= 0) & (roi < np.asarray(size))).all(axis=1)
+    return roi, inside
+
+
+def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The smallest box ``[lo, hi)`` holding every True voxel of a 3-D bool array, or ``None`` if there is none."""
+    hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
+    if any(len(h) == 0 for h in hits):
+        return None
+    return np.array([h[0] for h in hits]), np.array([h[-1] + 1 for h in hits])
 
 
 def grid_part(grid: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.ndarray:

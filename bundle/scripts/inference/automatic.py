@@ -186,10 +186,10 @@ class AutomaticInferer(Inferer):
         probabilities = self.ras_probabilities(prepared, network, class_ids)
         for prompt in objects:
             self.refine(prepared, probabilities, class_ids, prompt)
-        ras = MetaTensor(probabilities, affine=prepared.ras.affine)
+        ras = MetaTensor(probabilities, affine=prepared.grid.affine)
         back = resample_axis_aligned(
             ras,
-            index_transform(np.asarray(inputs.affine, dtype=np.float64), prepared.ras.affine),
+            index_transform(np.asarray(inputs.affine, dtype=np.float64), prepared.grid.affine),
             inputs.shape[1:],
             mode="bilinear",
             out_affine=np.asarray(inputs.affine, dtype=np.float64),

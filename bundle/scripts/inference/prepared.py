@@ -8,7 +8,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""One image prepared for SAM-Med3D: resampled and in RAS order once, its 128^3 windows encoded once and cached."""
+"""One image prepared for SAM-Med3D: its 1.5 mm RAS grid as geometry, its 128^3 windows sampled, encoded and cached on
+first use."""
 
 from __future__ import annotations
 
@@ -20,22 +21,12 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from ..geometry import (
-    ROI_SIZE,
-    TARGET_SPACING,
-    extract_window,
-    index_transform,
-    map_points,
-    nearest_voxel,
-    paste_back,
-    reorient_to_ras,
-    resample_to_spacing,
-    z_normalize,
-)
+from ..geometry import ROI_SIZE, TARGET_SPACING, index_transform, map_points, paste_back, z_normalize
 from ..geometry.grid import translation
-from ..geometry.window import grid_part
+from ..geometry.ras_grid import RasGrid
+from ..geometry.resample import reorient_to_ras, resample_to_spacing, sampled_box
 
-__all__ = ["PreparedImage", "Window"]
+__all__ = ["GridMask", "PreparedImage", "Window"]
 
 Start = tuple[int, int, int]
 
@@ -56,10 +47,11 @@ class Window:
 
 
 class PreparedImage:
-    """The reference preprocessing of one image, done once, with every encoded window cached.
+    """The reference preprocessing of one image, done where it is needed, with every encoded window cached.
 
-    Everything after it works on the RAS grid (``ras``, 1.5 mm, axes reordered to RAS) and its windows; points
-    come in as voxel indices of the original image (``to_ras``) and masks go back onto it (``paste_region``).
+    The RAS grid (1.5 mm, axes reordered to RAS) is geometry (:class:`RasGrid`); a window's input is sampled from the
+    original image when the window is first encoded, exactly as the reference's whole-image resampling would give it.
+    Points come in as voxel indices of the original image (``to_ras``); masks go back onto it (``paste``).
 
     Args:
         image: the original image, channel-first ``(1, I, J, K)`` with its affine.
@@ -84,58 +76,62 @@ class PreparedImage:
         self.image = image
         self.network = network
         self.spacing = tuple(float(s) for s in spacing)
-        self.roi_size = tuple(int(s) for s in roi_size)
+        self.roi_size: Start = tuple(int(s) for s in roi_size)  # type: ignore[assignment]
+        self.interpolation = interpolation
         self.device = next(network.parameters()).device
         self.amp = amp and self.device.type == "cuda"
-        self.ras = reorient_to_ras(resample_to_spacing(image, spacing, mode=interpolation))
-        self._to_ras = index_transform(image.affine, self.ras.affine)
+        self.grid = RasGrid(image.shape[1:], image.affine, spacing)
+        self._to_ras = index_transform(image.affine, self.grid.affine)
         self._windows: dict[Start, Window] = {}
+        self._ras: MetaTensor | None = None
+        self.pasted_voxels = 0  # original voxels computed by paste(), for tests and benchmarks
 
     @property
-    def grid_shape(self) -> tuple[int, int, int]:
+    def grid_shape(self) -> Start:
         """Spatial shape of the RAS grid."""
-        return tuple(int(s) for s in self.ras.shape[1:])  # type: ignore[return-value]
+        return self.grid.shape
+
+    @property
+    def ras(self) -> MetaTensor:
+        """The whole image on the RAS grid (computed on first use: automatic mode slides over all of it)."""
+        if self._ras is None:
+            self._ras = reorient_to_ras(resample_to_spacing(self.image, self.spacing, mode=self.interpolation))
+        return self._ras
 
     @property
     def num_encoded(self) -> int:
         """How many distinct windows went through the encoder."""
         return len(self._windows)
 
+    @property
+    def embeddings(self) -> list[torch.Tensor]:
+        """The cached windows' image embeddings."""
+        return [w.embedding for w in self._windows.values()]
+
     def to_ras(self, points: np.ndarray) -> np.ndarray:
         """Continuous RAS-grid coordinates of original voxel indices ``(N, 3)`` (or ``(3,)``)."""
         return map_points(points, self._to_ras)
 
-    def mask_to_ras(self, mask: np.ndarray | torch.Tensor) -> np.ndarray:
-        """A mask on the original grid ``(I, J, K)`` on the RAS grid (nearest neighbour, as the reference resamples
-        labels), bool."""
-        data = torch.as_tensor(np.asarray(mask, dtype=np.uint8))
-        if tuple(data.shape) != tuple(self.image.shape[1:]):
-            raise ValueError(
-                f"the mask has shape {tuple(data.shape)}, the image {tuple(self.image.shape[1:])}: give a mask on the "
-                "image's own grid."
-            )
-        ras = reorient_to_ras(
-            resample_to_spacing(MetaTensor(data[None], affine=self.image.affine), self.spacing, mode="nearest")
-        )
-        return ras.as_tensor()[0].numpy() > 0
+    def grid_mask(self, mask: np.ndarray | torch.Tensor) -> GridMask:
+        """A mask on the original grid ``(I, J, K)`` as the RAS grid sees it (nearest neighbour, as the reference
+        resamples labels), sampled where it is needed.
 
-    def window(self, start: Start) -> Window:
-        """The window at ``start``, encoded on first use."""
+        Args:
+            mask: bool or 0/1 mask on the image's own grid.
+        """
+        return GridMask(self, mask)
+
+    def window(self, start: Sequence[int]) -> Window:
+        """The window at ``start``, sampled and encoded on first use."""
         start = tuple(int(s) for s in start)  # type: ignore[assignment]
         if start not in self._windows:
-            image = z_normalize(extract_window(self.ras, start, self.roi_size))
+            voxels = self.grid.sample(self.image.as_tensor(), start, self.roi_size, self.interpolation)
+            image = z_normalize(voxels)
             with torch.no_grad(), self.autocast():
                 embedding = self.network.encode(image.as_tensor()[None].to(self.device))
-            self._windows[start] = Window(start, image.affine, embedding)
+            affine = torch.as_tensor(self.grid.affine @ translation(start), dtype=torch.float64)
+            self._windows[start] = Window(start, affine, embedding)
         return self._windows[start]
-
-    def roi_points(self, ras_points: np.ndarray, start: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """ROI voxel indices of RAS-grid points for the window at ``start``, and which of them fall inside it."""
-        roi = nearest_voxel(
-            np.asarray(ras_points, dtype=np.float64).reshape(-1, 3) - np.asarray(start, dtype=np.float64)
-        )
-        inside = ((roi >= 0) & (roi < np.asarray(self.roi_size))).all(axis=1)
-        return roi, inside
 
     def decode(
         self,
@@ -176,27 +172,74 @@ class PreparedImage:
             logits = self.network.upsample(low_res.float())
         return (logits[0, 0] > 0).cpu().numpy()
 
-    def paste_region(self, ras_mask: np.ndarray, lo: Sequence[int], hi: Sequence[int]) -> np.ndarray:
-        """A RAS-grid mask that is empty outside the box ``[lo, hi)`` on the original grid, bool ``(I, J, K)``.
+    def paste(self, region: np.ndarray, lo: Sequence[int]) -> np.ndarray:
+        """A RAS-grid mask given on the box ``[lo, lo + region.shape)`` and empty elsewhere, on the original grid
+        (nearest neighbour, the reference's paste-back), bool ``(I, J, K)``.
 
-        Only the box is resampled (nearest neighbour, the reference's paste-back), so a mask on a large image costs
-        its region, not the image.
+        Only the original voxels the box covers are computed: a mask on a large image costs its region, not the image.
         """
-        lo = [max(0, int(v)) for v in lo]
-        hi = [min(n, int(v)) for v, n in zip(hi, ras_mask.shape)]
-        if any(b <= a for a, b in zip(lo, hi)):
+        if region.size == 0 or not region.any():
             return np.zeros(self.image.shape[1:], dtype=bool)
-        crop = ras_mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        affine = self.ras.affine.numpy() @ translation(lo)
-        roi = MetaTensor(torch.from_numpy(crop.astype(np.uint8))[None], affine=affine)
+        affine = self.grid.affine @ translation(lo)
+        data = np.ascontiguousarray(region).view(np.uint8) if region.dtype == bool else region
+        roi = MetaTensor(torch.from_numpy(data)[None], affine=affine)
+        box = sampled_box(index_transform(self.image.affine, affine), region.shape, self.image.shape[1:])
+        self.pasted_voxels += int(np.prod([b.stop - b.start for b in box]))
         pasted = paste_back(roi, self.image.shape[1:], self.image.affine).as_tensor()[0]
         # nearest-neighbour sampling keeps the values 0 and 1, so the bytes are the boolean mask
         return pasted.numpy().view(bool)
 
-    def window_part(self, grid_mask: np.ndarray, start: Sequence[int]) -> np.ndarray:
-        """The window at ``start`` cut from a RAS-grid mask (False where the window leaves the grid)."""
-        return grid_part(grid_mask, start, self.roi_size)
-
     def autocast(self):
         """CUDA autocast when enabled, else nothing."""
         return torch.autocast("cuda") if self.amp else nullcontext()
+
+
+class GridMask:
+    """A mask on the original grid seen on the RAS grid, sampled box by box where the track needs it (a window's
+    mask prompt, the object's region), each box as the whole-grid nearest-neighbour resampling would give it.
+
+    Args:
+        prepared: the image.
+        mask: bool or 0/1 ``(I, J, K)`` mask on the image's own grid.
+    """
+
+    def __init__(self, prepared: PreparedImage, mask: np.ndarray | torch.Tensor) -> None:
+        data = np.asarray(mask)
+        if tuple(data.shape) != tuple(prepared.image.shape[1:]):
+            raise ValueError(
+                f"the mask has shape {tuple(data.shape)}, the image {tuple(prepared.image.shape[1:])}: give a mask on "
+                "the image's own grid."
+            )
+        self.prepared = prepared
+        self.voxels = torch.from_numpy(np.ascontiguousarray(data != 0).view(np.uint8))[None]
+        self._windows: dict[Start, np.ndarray] = {}
+        self.bounds = self._bounds(data != 0)
+
+    def _bounds(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A box of the RAS grid outside which the mask is empty there (its bounding box mapped, one voxel wider)."""
+        if not mask.any():
+            return np.zeros(3, dtype=int), np.zeros(3, dtype=int)
+        hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
+        corners = np.array(np.meshgrid(*[[h[0] - 0.5, h[-1] + 0.5] for h in hits], indexing="ij")).reshape(3, -1).T
+        ras = self.prepared.to_ras(corners)
+        lo = np.maximum(np.floor(ras.min(axis=0)).astype(int) - 1, 0)
+        hi = np.minimum(np.ceil(ras.max(axis=0)).astype(int) + 2, self.prepared.grid_shape)
+        return lo, np.maximum(hi, lo)
+
+    def box(self, lo: Sequence[int], hi: Sequence[int]) -> np.ndarray:
+        """The mask on the RAS-grid box ``[lo, hi)`` (bool; False where the box leaves the grid)."""
+        size = [int(b) - int(a) for a, b in zip(lo, hi)]
+        if any(s <= 0 for s in size):
+            return np.zeros([max(s, 0) for s in size], dtype=bool)
+        meets = all(int(a) < int(d) and int(c) < int(b) for a, b, c, d in zip(lo, hi, *self.bounds))
+        if not meets:  # nothing of the mask there: no sampling
+            return np.zeros(size, dtype=bool)
+        return self.prepared.grid.sample(self.voxels, lo, size, "nearest")[0].numpy().view(bool)
+
+    def window(self, start: Sequence[int]) -> np.ndarray:
+        """The mask on the window at ``start`` (bool, window grid; cached)."""
+        start = tuple(int(s) for s in start)  # type: ignore[assignment]
+        if start not in self._windows:
+            roi = self.prepared.roi_size
+            self._windows[start] = self.box(start, [s + r for s, r in zip(start, roi)])
+        return self._windows[start]

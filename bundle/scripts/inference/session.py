@@ -23,7 +23,7 @@ from monai.data import MetaTensor
 from ..geometry import as_affine
 from .image_input import as_image
 from .inferer import ClickWindowInferer
-from .prepared import PreparedImage
+from .prepared import GridMask, PreparedImage
 from .prompts import parse_box, voxel_points
 from .track import ObjectTrack, box_on_grid
 
@@ -73,7 +73,7 @@ class InteractiveSession:
         self.prepared = self.inferer.prepare(as_image(image, affine, spacing, axcodes), network)
         self.track = self._new_track()
 
-    def _new_track(self, start_mask: np.ndarray | None = None) -> ObjectTrack:
+    def _new_track(self, start_mask: GridMask | None = None) -> ObjectTrack:
         return ObjectTrack(
             self.prepared,
             self.inferer.max_windows,
@@ -165,5 +165,5 @@ class InteractiveSession:
                 the decoder's mask prompt in each window the object uses, and stays the object's mask outside them; a
                 first negative click then subtracts from it.
         """
-        start = None if mask is None else self.prepared.mask_to_ras(mask)
+        start = None if mask is None else self.prepared.grid_mask(mask)
         self.track = self._new_track(start)

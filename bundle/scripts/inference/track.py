@@ -53,8 +53,8 @@ from scipy.ndimage import distance_transform_edt
 from scipy.ndimage import label as connected_components
 
 from ..geometry import window_start
-from ..geometry.window import add_to_grid, window_slices
-from .prepared import PreparedImage, Window
+from ..geometry.window import add_to_grid, bounding_box, window_points, window_slices
+from .prepared import GridMask, PreparedImage, Window
 
 __all__ = ["Box", "Click", "TrackedWindow", "ObjectTrack", "box_on_grid"]
 
@@ -134,7 +134,8 @@ class ObjectTrack:
         prepared: the image, prepared once (its window cache is shared by all tracks on it).
         max_windows: windows the object may use (1: the reference's single window, no tracking).
         class_id: a class prompt passed with every decode (networks with class prompts), or ``None``.
-        start_mask: RAS-grid bool mask the object starts from (see :meth:`PreparedImage.mask_to_ras`), or ``None``.
+        start_mask: the mask the object starts from (:meth:`PreparedImage.grid_mask` of a mask on the image's grid),
+            or ``None``.
         first_window: start of the first window, instead of centring it on the first prompt.
         mask_prompt: the first mask prompt of a window, ``window -> (1, 1, 32, 32, 32)`` logits or ``None``
             (default: from ``start_mask``).
@@ -146,19 +147,19 @@ class ObjectTrack:
         prepared: PreparedImage,
         max_windows: int = 8,
         class_id: int | None = None,
-        start_mask: np.ndarray | None = None,
+        start_mask: GridMask | None = None,
         first_window: Sequence[int] | None = None,
         mask_prompt: Callable[[Window], torch.Tensor | None] | None = None,
         box_margin_mm: float = 10.0,
     ) -> None:
         if max_windows < 1:
             raise ValueError(f"max_windows must be at least 1, got {max_windows}.")
-        if start_mask is not None and tuple(start_mask.shape) != prepared.grid_shape:
-            raise ValueError(f"start_mask has shape {tuple(start_mask.shape)}, the RAS grid {prepared.grid_shape}.")
+        if start_mask is not None and start_mask.prepared is not prepared:
+            raise ValueError("start_mask belongs to another image: make it with this image's grid_mask().")
         self.prepared = prepared
         self.max_windows = int(max_windows)
         self.class_id = class_id
-        self.start_mask = None if start_mask is None else np.asarray(start_mask, dtype=bool)
+        self.start_mask = start_mask
         self.first_window = None if first_window is None else tuple(int(s) for s in first_window)
         self._mask_prompt = mask_prompt or self._start_mask_prompt
         self._has_start = start_mask is not None or mask_prompt is not None  # something a negative click can remove
@@ -166,12 +167,12 @@ class ObjectTrack:
             raise ValueError(f"box_margin_mm must be >= 0, got {box_margin_mm}.")
         self.box_margin_mm = float(box_margin_mm)
         self.box: Box | None = None
-        self._box_regions: dict[float, np.ndarray] = {}  # margin -> region of self.box on the RAS grid
+        self._box_bounds: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # margin -> self.box's voxels, [lo, hi)
         self.clicks: list[Click] = []
         self.windows: list[TrackedWindow] = []
         self._history: list[tuple[int, tuple[TrackedWindow, ...], Box | None]] = []
         self._parts: list[np.ndarray] = []  # followed part per window, valid for a prefix of self.windows
-        self._mask: np.ndarray | None = None
+        self._mask: tuple[np.ndarray, np.ndarray] | None = None  # the assembled object: (lo, its region from lo)
 
     # --- prompts ---------------------------------------------------------------------------------------------------
 
@@ -219,7 +220,7 @@ class ObjectTrack:
         if (np.asarray(box.lo) > np.asarray(box.hi)).any():
             raise ValueError(f"the box's low corner {box.lo.tolist()} lies above its high corner {box.hi.tolist()}.")
         self._history.append((0, tuple(self.windows), None))
-        self.box, self._box_regions = box, {}
+        self.box, self._box_bounds = box, {}
         try:
             if self.embeds_boxes:
                 logger.info("box: embedded as its two corners (the checkpoint has box embeddings)")
@@ -255,18 +256,23 @@ class ObjectTrack:
         """Prompts given so far (a box counts as one)."""
         return len(self.clicks) + (self.box is not None)
 
-    @property
-    def ras_mask(self) -> np.ndarray:
-        """The object's mask on the RAS grid (bool, read-only view)."""
+    def ras_region(self) -> tuple[np.ndarray, np.ndarray]:
+        """The object's mask on the RAS grid as ``(lo, region)``: the mask on the box ``[lo, lo + region.shape)``,
+        empty outside it (bool, read-only)."""
         if self._mask is None:
-            self._mask = self._assemble()
-            self._mask.flags.writeable = False
+            lo, region = self._assemble()
+            region.flags.writeable = False
+            self._mask = (lo, region)
         return self._mask
 
     def original_mask(self) -> np.ndarray:
         """The object's mask on the original image grid, bool ``(I, J, K)`` (the reference's paste-back)."""
-        lo, hi = self._extent()
-        return self.prepared.paste_region(self.ras_mask, lo, hi)
+        lo, region = self.ras_region()
+        found = bounding_box(region)
+        if found is None:
+            return np.zeros(self.prepared.image.shape[1:], dtype=bool)
+        a, b = found  # only the object's own box is pasted: its cost follows the object
+        return self.prepared.paste(region[a[0] : b[0], a[1] : b[1], a[2] : b[2]], lo + a)
 
     @property
     def iou(self) -> float:
@@ -283,7 +289,7 @@ class ObjectTrack:
 
     def _place(self, click: Click) -> None:
         roi = self.prepared.roi_size
-        touched = [i for i, w in enumerate(self.windows) if self.prepared.roi_points(click.point, w.start)[1][0]]
+        touched = [i for i, w in enumerate(self.windows) if window_points(click.point, w.start, roi)[1][0]]
         for i in touched:
             self.windows[i] = self._decode(self.windows[i].window, self.windows[i].on_prompt, self.windows[i])
         if touched:
@@ -298,7 +304,7 @@ class ObjectTrack:
             )
         if not self.windows and self.first_window is not None:
             start = self.first_window
-            if not self.prepared.roi_points(click.point, start)[1][0]:
+            if not window_points(click.point, start, roi)[1][0]:
                 raise ValueError(f"the first click lies outside the object's first window at {start}.")
         else:
             start = window_start(click.point, roi)
@@ -329,13 +335,13 @@ class ObjectTrack:
             points, labels = [np.asarray(seed, dtype=np.float64), *points], [1, *labels]
         if not points:
             return np.zeros((0, 3), dtype=np.int64), np.zeros(0, dtype=np.int64)
-        roi, inside = self.prepared.roi_points(np.stack(points), start)
+        roi, inside = window_points(np.stack(points), start, self.prepared.roi_size)
         return roi[inside], np.asarray(labels, dtype=np.int64)[inside]
 
     def _start_mask_prompt(self, window: Window) -> torch.Tensor | None:
         if self.start_mask is None:
             return None
-        part = torch.from_numpy(self.prepared.window_part(self.start_mask, window.start)).float()[None, None]
+        part = torch.from_numpy(self.start_mask.window(window.start)).float()[None, None]
         return F.interpolate(part, size=self.prepared.network.mask_input_size, mode="nearest")
 
     def _follow(self) -> None:
@@ -376,30 +382,36 @@ class ObjectTrack:
             tracked = self.windows[j]
             seeds = self._followed_in(tracked.start, upto=j) | self._prompt_voxels(tracked)
             if self.start_mask is not None:
-                seeds |= self.prepared.window_part(self.start_mask, tracked.start)
+                seeds |= self.start_mask.window(tracked.start)
             if self.box is not None:
-                seeds |= self.prepared.window_part(self._box_region(0.0), tracked.start)
+                seeds |= self._box_part(0.0, tracked.start, self.prepared.roi_size)
             self._parts.append(_connected_part(tracked.mask, seeds))
         return self._parts[i]
 
-    def _box_region(self, margin_mm: float) -> np.ndarray:
-        """The RAS-grid voxels whose centres lie in the box grown by ``margin_mm`` (bool, cached per box)."""
-        if margin_mm in self._box_regions:
-            return self._box_regions[margin_mm]
-        spacing = np.linalg.norm(np.asarray(self.prepared.ras.affine, dtype=np.float64)[:3, :3], axis=0)
-        lo = np.ceil(self.box.edge_lo - margin_mm / spacing - 1e-6).astype(int)
-        hi = np.floor(self.box.edge_hi + margin_mm / spacing + 1e-6).astype(int)
-        grid = self.prepared.grid_shape
-        region = np.zeros(grid, dtype=bool)
-        lo, hi = np.maximum(lo, 0), np.minimum(hi + 1, grid)
-        if (hi > lo).all():
-            region[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
-        self._box_regions[margin_mm] = region
-        return region
+    def _box_voxels(self, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
+        """The RAS-grid voxels whose centres lie in the box grown by ``margin_mm``: ``[lo, hi)`` (cached per box)."""
+        if margin_mm not in self._box_bounds:
+            spacing = np.linalg.norm(self.prepared.grid.affine[:3, :3], axis=0)
+            lo = np.ceil(self.box.edge_lo - margin_mm / spacing - 1e-6).astype(int)
+            hi = np.floor(self.box.edge_hi + margin_mm / spacing + 1e-6).astype(int) + 1
+            lo, hi = np.maximum(lo, 0), np.minimum(hi, self.prepared.grid_shape)
+            self._box_bounds[margin_mm] = (lo, np.maximum(hi, lo))
+        return self._box_bounds[margin_mm]
+
+    def _box_part(self, margin_mm: float, start: Sequence[int], size: Sequence[int]) -> np.ndarray:
+        """The grown box's voxels in the box ``[start, start + size)`` of the RAS grid (bool, that box's grid)."""
+        lo, hi = self._box_voxels(margin_mm)
+        out = np.zeros(tuple(int(s) for s in size), dtype=bool)
+        a, b = np.maximum(lo - np.asarray(start), 0), np.minimum(hi - np.asarray(start), out.shape)
+        if (b > a).all():
+            out[a[0] : b[0], a[1] : b[1], a[2] : b[2]] = True
+        return out
 
     def _meets_box(self, start: Sequence[int]) -> bool:
         """Whether the window at ``start`` holds a voxel of the box grown by the margin."""
-        return bool(self.prepared.window_part(self._box_region(self.box_margin_mm), start).any())
+        lo, hi = self._box_voxels(self.box_margin_mm)
+        end = np.asarray(start) + np.asarray(self.prepared.roi_size)
+        return bool((hi > lo).all() and (np.maximum(lo, start) < np.minimum(hi, end)).all())
 
     def _region(self, i: int) -> np.ndarray:
         """What window ``i`` adds to the object's mask."""
@@ -436,38 +448,44 @@ class ObjectTrack:
     def _deepest_followed(self, start: tuple[int, int, int]) -> tuple[int, int, int] | None:
         """The followed voxel deepest inside the window at ``start`` (RAS grid), or ``None`` if none is there."""
         part = self._followed_in(start, upto=len(self.windows))
-        if not part.any():
+        found = bounding_box(part)
+        if found is None:
             return None
-        depth = distance_transform_edt(np.pad(part, 1))[1:-1, 1:-1, 1:-1]
-        voxel = np.unravel_index(int(depth.argmax()), part.shape)
-        return tuple(int(v + s) for v, s in zip(voxel, start))  # type: ignore[return-value]
+        # the distance to the nearest voxel outside the part (the window's outside counts as outside) is the same on
+        # the part's box padded by one voxel, and the box keeps the voxels' order: the same first deepest voxel
+        a, b = found
+        depth = distance_transform_edt(np.pad(part[a[0] : b[0], a[1] : b[1], a[2] : b[2]], 1))[1:-1, 1:-1, 1:-1]
+        voxel = np.unravel_index(int(depth.argmax()), depth.shape)
+        return tuple(int(v + o + s) for v, o, s in zip(voxel, a, start))  # type: ignore[return-value]
 
-    def _assemble(self) -> np.ndarray:
-        grid = self.prepared.grid_shape
+    def _assemble(self) -> tuple[np.ndarray, np.ndarray]:
+        """The object on the box of the RAS grid that holds it (:meth:`_extent`): ``(lo, region)``."""
+        lo, hi = self._extent()
         if self.start_mask is None:
-            mask = np.zeros(grid, dtype=bool)
+            region = np.zeros(hi - lo, dtype=bool)
         else:
-            mask = self.start_mask.copy()
+            region = self.start_mask.box(lo, hi).copy()
             for tracked in self.windows:  # inside its windows, the object is what the network says
-                mask[window_slices(tracked.start, self.prepared.roi_size, grid)[0]] = False
+                region[window_slices(np.asarray(tracked.start) - lo, self.prepared.roi_size, region.shape)[0]] = False
         for i, tracked in enumerate(self.windows):
-            add_to_grid(mask, self._region(i), tracked.start)
+            add_to_grid(region, self._region(i), np.asarray(tracked.start) - lo)
         if self.box is not None and not self.embeds_boxes:  # the click at the box's centre says less than the box
-            mask &= self._box_region(self.box_margin_mm)
-        return mask
+            region &= self._box_part(self.box_margin_mm, lo, region.shape)
+        return lo, region
 
-    def _extent(self) -> tuple[list[int], list[int]]:
-        """The RAS-grid box outside which the object's mask is empty."""
-        grid = self.prepared.grid_shape
-        boxes = [(list(w.start), [s + t for s, t in zip(w.start, self.prepared.roi_size)]) for w in self.windows]
-        if self.start_mask is not None and self.start_mask.any():
-            hits = [np.flatnonzero(self.start_mask.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
-            boxes.append(([int(h[0]) for h in hits], [int(h[-1]) + 1 for h in hits]))
+    def _extent(self) -> tuple[np.ndarray, np.ndarray]:
+        """The box ``[lo, hi)`` of the RAS grid outside which the object's mask is empty: its windows and the starting
+        mask's bounds, on the grid."""
+        grid = np.asarray(self.prepared.grid_shape)
+        roi = np.asarray(self.prepared.roi_size)
+        boxes = [(np.asarray(w.start), np.asarray(w.start) + roi) for w in self.windows]
+        if self.start_mask is not None and (self.start_mask.bounds[1] > self.start_mask.bounds[0]).all():
+            boxes.append(self.start_mask.bounds)
         if not boxes:
-            return [0, 0, 0], [0, 0, 0]
-        lo = [max(0, min(b[0][d] for b in boxes)) for d in range(3)]
-        hi = [min(grid[d], max(b[1][d] for b in boxes)) for d in range(3)]
-        return lo, hi
+            return np.zeros(3, dtype=int), np.zeros(3, dtype=int)
+        lo = np.maximum(np.min([b[0] for b in boxes], axis=0), 0)
+        hi = np.minimum(np.max([b[1] for b in boxes], axis=0), grid)
+        return lo, np.maximum(hi, lo)
 
     def _invalidate(self, i: int) -> None:
         del self._parts[i:]
@@ -476,7 +494,7 @@ class ObjectTrack:
     def _restore(self, state: tuple[int, tuple[TrackedWindow, ...], Box | None]) -> None:
         num_clicks, windows, box = state
         if box is not self.box:
-            self.box, self._box_regions = box, {}
+            self.box, self._box_bounds = box, {}
         del self.clicks[num_clicks:]
         self.windows = list(windows)
         self._parts = []
@@ -502,8 +520,14 @@ def _reaches(part: np.ndarray, axis: int, side: int) -> bool:
 
 def _connected_part(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """The 26-connected components of ``mask`` that hold a voxel of ``seeds`` (both bool, window grid)."""
-    if not (mask & seeds).any():
+    held = mask & seeds
+    if not held.any():
         return np.zeros_like(mask)
-    components, _ = connected_components(mask, structure=_CONNECTIVITY)
-    kept = np.unique(components[seeds & mask])
-    return np.isin(components, kept[kept > 0])
+    found = bounding_box(mask)  # components do not leave the mask's box: label only that
+    a, b = found
+    box = (slice(a[0], b[0]), slice(a[1], b[1]), slice(a[2], b[2]))
+    components, _ = connected_components(mask[box], structure=_CONNECTIVITY)
+    kept = np.unique(components[held[box]])
+    out = np.zeros_like(mask)
+    out[box] = np.isin(components, kept[kept > 0])
+    return out

@@ -83,7 +83,7 @@ def _upstream_class(
     jittered = np.clip(click + rng.randint(-JITTER, JITTER + 1, size=3), 0, shape - 1)
     start = window_start(prepared.to_ras(click), prepared.roi_size)  # the window is centred on the click
     point = np.clip(prepared.to_ras(jittered), start, np.asarray(start) + np.asarray(prepared.roi_size) - 1)
-    start_mask = None if prev is None else prepared.mask_to_ras(prev)
+    start_mask = None if prev is None else prepared.grid_mask(prev)
     track = ObjectTrack(prepared, max_windows=1, start_mask=start_mask, first_window=start)
     track.add_click(point, 1)
     mask = track.original_mask()
