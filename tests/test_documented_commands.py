@@ -95,7 +95,7 @@ EXPECTED_ERRORS = (
 )
 
 # Configs whose runs answer one request with a label map (checked as such); other configs: exit status and log only.
-INFERENCE_CONFIGS = {"inference.json", "inference_torchscript.json"}
+INFERENCE_CONFIGS = {"inference.json", "inference_torchscript.json", "inference_onnx.json"}
 
 # The SegFM cases behind /data/segfm (tests/data/segfm/README.md): a CT of anisotropic spacing and an MRI, with boxes.
 SEGFM_CASES = ("CT_PelvisAniso.npz", "MR_AbdomenSm.npz")
@@ -316,7 +316,9 @@ def _check_promises(command: Command, cwd: Path, text: str, log: str) -> None:
         assert "AUC" in log
     if "scripts.export" in text:
         out = cwd / re.search(r"--out_dir\s+(\S+)", text).group(1)
-        assert (out / "encoder.ts").is_file() and (out / "decoder.ts").is_file()
+        onnx = ("encoder.onnx", "decoder.onnx", "decoder_mask_only.onnx", "upsample.onnx")
+        for name in onnx if "--format onnx" in text else ("encoder.ts", "decoder.ts"):
+            assert (out / name).is_file(), f"no {name}"
     if "ckpt_export" in text:
         assert (cwd / re.search(r"--filepath\s+(\S+)", text).group(1)).is_file()
     if "build_bundle_zip.py" in text:

@@ -134,7 +134,7 @@ def test_compare_with_eager_catches_a_different_decoder(exported, scripted):
     try:
         with torch.no_grad():
             bias += 0.01
-        with pytest.raises(RuntimeError, match="decoder: the TorchScript output differs"):
+        with pytest.raises(RuntimeError, match="decoder: the exported output differs"):
             compare_with_eager(network, scripted)
     finally:
         with torch.no_grad():

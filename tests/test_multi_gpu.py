@@ -41,6 +41,8 @@ def _torchrun(config_files: list, overrides: dict) -> None:
     elsewhere.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(cmd, cwd=elsewhere, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert done.returncode == 0, done.stderr[-5000:]
+    # scripts.end_distributed freed the group in finalize (else its threads run into the exit, where a rank can abort)
+    assert "still referenced after destroy_process_group" not in done.stdout + done.stderr
 
 
 def _run_two_ranks(tmp_path, ddp: bool) -> dict[str, dict[str, torch.Tensor]]:

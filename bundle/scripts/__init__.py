@@ -16,6 +16,7 @@ paste-back), ``inference`` (prompts, the one interactive path ``ObjectTrack`` an
 """
 
 from . import evaluation, geometry, inference, networks, segfm, training  # the roles, as configs name them
+from .distributed import end_distributed
 from .errors import exit_on_user_error, one_line_errors
 from .evaluation import simulate_clicks
 from .inference import (

@@ -25,6 +25,11 @@ compared with the eager network before the command returns)::
     python -m scripts.export --ckpt_dir models --out_dir models
     python -m monai.bundle run --config_file "['configs/inference.json','configs/inference_torchscript.json']"
 
+``--format onnx`` writes the same parts as ONNX graphs for onnxruntime instead (``scripts/onnx_export.py``, run by
+``networks.onnx_runner.OnnxSAMMed3D``)::
+
+    python -m scripts.export --ckpt_dir models --out_dir models --format onnx
+
 Trace on the device the modules will run on (``--device``; by default ``cuda:0`` when CUDA is available, as the
 bundle's ``device``). A trace keeps the example's dtype (float32) and the device of the tensors it creates: the image
 encoder creates its relative-position index on the tracing device, so ``encoder.ts`` belongs to that device
@@ -59,6 +64,7 @@ __all__ = [
     "compare_with_eager",
     "device_constants",
     "export",
+    "FORMATS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -262,7 +268,7 @@ def export_torchscript(
 def _max_difference(name: str, expected: torch.Tensor, actual: torch.Tensor, atol: float) -> float:
     error = (expected.float() - actual.float()).abs().max().item()
     if not error <= atol:  # also catches NaN
-        raise RuntimeError(f"{name}: the TorchScript output differs from the eager network by {error:.3g} (> {atol}).")
+        raise RuntimeError(f"{name}: the exported output differs from the eager network by {error:.3g} (> {atol}).")
     return error
 
 
@@ -306,30 +312,46 @@ def compare_with_eager(
     return errors
 
 
+FORMATS = ("torchscript", "onnx")
+
+
 def export(
     ckpt_dir: str = "models",
     out_dir: str | None = None,
     device: str | None = None,
     untrained: bool = False,
     verify: bool = True,
-) -> tuple[str, str]:
-    """Command line: export the bundle's weights to ``encoder.ts`` and ``decoder.ts``.
+    format: str = "torchscript",
+) -> tuple[str, ...]:
+    """Command line: export the bundle's weights to ``encoder.ts`` and ``decoder.ts``, or to ONNX.
 
     Args:
         ckpt_dir: where the weights are (found and loaded strictly by ``scripts.load_network``).
         out_dir: where to write the modules; defaults to ``ckpt_dir``.
         device: where to trace, i.e. the device the modules will run on; by default ``cuda:0`` when CUDA is
-            available, else ``cpu`` (the bundle's ``device``).
+            available, else ``cpu`` (the bundle's ``device``). ONNX is exported on the CPU (``cpu`` only).
         untrained: export an untrained network (pipeline tests only: its masks are meaningless).
         verify: compare the saved modules with the eager network before returning.
+        format: ``torchscript`` (``encoder.ts``, ``decoder.ts``) or ``onnx`` (``encoder.onnx``, ``decoder.onnx``,
+            ``decoder_mask_only.onnx``, ``upsample.onnx``: ``scripts/onnx_export.py``; needs ``onnx``,
+            ``onnxscript`` and, for ``verify``, ``onnxruntime``).
 
     Returns:
         The paths written.
     """
+    if format not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}.")
+    if format == "onnx" and device not in (None, "cpu"):
+        raise ValueError(f"the ONNX export runs on the CPU (onnxruntime's CPU provider), not on {device!r}.")
+    network = load_network(ckpt_dir, untrained=untrained)
+    target = ckpt_dir if out_dir is None else out_dir
+    if format == "onnx":
+        from .onnx_export import export_onnx  # onnx and onnxscript are needed for this format only
+
+        return tuple(str(p) for p in export_onnx(network, target, verify=verify).values())
     if device is None:
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    network = load_network(ckpt_dir, untrained=untrained)
-    paths = export_torchscript(network, ckpt_dir if out_dir is None else out_dir, device=device, verify=verify)
+    paths = export_torchscript(network, target, device=device, verify=verify)
     return str(paths[0]), str(paths[1])
 
 

@@ -13,6 +13,7 @@
 from .checkpoint import load_checkpoint, read_state_dict
 from .image_encoder import ImageEncoderViT3D
 from .mask_decoder import MaskDecoder3D
+from .onnx_runner import OnnxSAMMed3D, check_onnx_exported
 from .prompt_encoder import PromptEncoder3D
 from .sam_med3d import SAMMed3D
 from .torchscript import TorchScriptSAMMed3D, check_exported
