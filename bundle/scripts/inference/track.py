@@ -49,10 +49,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.ndimage import distance_transform_edt
 from scipy.ndimage import label as connected_components
 
 from ..geometry import window_start
+from ..geometry.depth import deepest_voxel
 from ..geometry.window import add_to_grid, bounding_box, window_points, window_slices
 from .prepared import GridMask, PreparedImage, Window
 
@@ -447,16 +447,10 @@ class ObjectTrack:
 
     def _deepest_followed(self, start: tuple[int, int, int]) -> tuple[int, int, int] | None:
         """The followed voxel deepest inside the window at ``start`` (RAS grid), or ``None`` if none is there."""
-        part = self._followed_in(start, upto=len(self.windows))
-        found = bounding_box(part)
-        if found is None:
+        voxel = deepest_voxel(self._followed_in(start, upto=len(self.windows)))
+        if voxel is None:
             return None
-        # the distance to the nearest voxel outside the part (the window's outside counts as outside) is the same on
-        # the part's box padded by one voxel, and the box keeps the voxels' order: the same first deepest voxel
-        a, b = found
-        depth = distance_transform_edt(np.pad(part[a[0] : b[0], a[1] : b[1], a[2] : b[2]], 1))[1:-1, 1:-1, 1:-1]
-        voxel = np.unravel_index(int(depth.argmax()), depth.shape)
-        return tuple(int(v + o + s) for v, o, s in zip(voxel, a, start))  # type: ignore[return-value]
+        return tuple(int(v + s) for v, s in zip(voxel, start))  # type: ignore[return-value]
 
     def _assemble(self) -> tuple[np.ndarray, np.ndarray]:
         """The object on the box of the RAS grid that holds it (:meth:`_extent`): ``(lo, region)``."""
