@@ -126,6 +126,9 @@ def test_one_click_on_a_large_image_samples_about_a_window_not_the_image():
     assert mask.shape == LARGE and 1000 < mask.sum() < 0.01 * mask.size
     assert grid.sampled_voxels == window_voxels  # the window's input; nothing else on the grid
     pasted = session.prepared.pasted_voxels * float(np.prod(spacing_from_affine(image.affine))) / 1.5**3
+    box, block = session.mask_region
+    assert block.size == session.prepared.pasted_voxels and np.array_equal(mask[box], block)
+    assert mask.sum() == block.sum()  # nothing outside the box
     assert 0 < pasted and grid.sampled_voxels + pasted <= 2 * window_voxels, (grid.sampled_voxels, pasted)
     # a further click in the window: no sampling, a paste of the object's box again
     session.click([kidney[0] - 4, kidney[1], kidney[2]])

@@ -19,9 +19,9 @@ import torch
 from monai.data import MetaTensor
 
 from .grid import as_affine, index_transform
-from .resample import resample_axis_aligned
+from .resample import resample_axis_aligned, resample_block
 
-__all__ = ["paste_back"]
+__all__ = ["paste_back", "paste_back_region"]
 
 
 def paste_back(
@@ -54,3 +54,23 @@ def paste_back(
     target = as_affine(original_affine)
     index_map = index_transform(target, roi_mask.affine)
     return resample_axis_aligned(roi_mask, index_map, shape, mode="nearest", out_affine=target)
+
+
+def paste_back_region(
+    roi_mask: MetaTensor, original_shape: Sequence[int], original_affine: np.ndarray | torch.Tensor
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """:func:`paste_back` as the box of the original grid that the ROI covers and the mask there: ``(box, block)``,
+    the original grid being 0 elsewhere. It costs the ROI's box, not the original grid.
+
+    Args:
+        roi_mask: channel-first ROI mask ``(1, X, Y, Z)`` whose ``affine`` is the ROI affine (uint8 or bool).
+        original_shape: spatial shape ``(I, J, K)`` of the original image.
+        original_affine: 4x4 affine of the original image.
+
+    Returns:
+        The box (slices of the original grid) and the mask on it, ``(I', J', K')`` in the ROI mask's dtype.
+    """
+    shape = tuple(int(s) for s in original_shape)[-3:]
+    index_map = index_transform(as_affine(original_affine), roi_mask.affine)
+    box, block = resample_block(roi_mask.as_tensor(), index_map, shape, mode="nearest")
+    return box, block[0].numpy()

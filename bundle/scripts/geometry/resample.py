@@ -159,17 +159,31 @@ def _sampled_block(
     return bounds, positions
 
 
-def sampled_box(index_map: np.ndarray, in_shape: Sequence[int], out_shape: Sequence[int]) -> tuple[slice, ...]:
-    """The box of output voxels that :func:`resample_axis_aligned` computes (the others are 0), in output order.
+def resample_block(
+    img: MetaTensor | torch.Tensor, index_map: np.ndarray, spatial_shape: Sequence[int], mode: str = "bilinear"
+) -> tuple[tuple[slice, ...], torch.Tensor]:
+    """The part of :func:`resample_axis_aligned`'s output that reads the input: the box of output voxels and their
+    values (``(C, *box)``, input dtype); the rest of the output is 0. It costs the box, not the output grid.
 
     Args:
+        img: channel-first image ``(C, I, J, K)``.
         index_map: 4x4 map from output voxel indices to input voxel indices (axis-aligned).
-        in_shape: the input's spatial shape.
-        out_shape: the output's spatial shape.
+        spatial_shape: output spatial shape.
+        mode: ``"bilinear"`` (or ``"linear"``) or ``"nearest"``.
     """
+    if mode not in ("bilinear", "linear", "nearest"):
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     plan = _axis_plan(np.asarray(index_map, dtype=np.float64))
-    permuted = [int(in_shape[axis]) for axis, _, _ in plan]
-    return tuple(_sampled_block(plan, permuted, out_shape)[0])
+    shape = tuple(int(s) for s in spatial_shape)
+    data = torch.as_tensor(img).permute(0, *(1 + axis for axis, _, _ in plan))
+    bounds, positions = _sampled_block(plan, data.shape[1:], shape)
+    if not all(b.stop > b.start for b in bounds):
+        return tuple(bounds), data.new_zeros((data.shape[0], *(max(b.stop - b.start, 0) for b in bounds)))
+    kind = "nearest" if mode == "nearest" else "bilinear"
+    block = data
+    for out_axis, pos in enumerate(positions):
+        block = _sample_axis(block, 1 + out_axis, pos, kind)
+    return tuple(bounds), cast_back(block, data.dtype, kind)
 
 
 def resample_axis_aligned(
@@ -202,25 +216,15 @@ def resample_axis_aligned(
         The resampled image as a MetaTensor with the output affine.
     """
     check_image(img)
-    if mode not in ("bilinear", "linear", "nearest"):
-        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     index_map = np.asarray(index_map, dtype=np.float64)
     if out_affine is None:
         out_affine = as_affine(img.affine) @ index_map
-    plan = _axis_plan(index_map)
-    shape = tuple(int(s) for s in spatial_shape)
-    data = img.as_tensor().permute(0, *(1 + axis for axis, _, _ in plan))
+    bounds, block = resample_block(img.as_tensor(), index_map, spatial_shape, mode)
     # numpy's zeros come from calloc: pages outside the sampled block are never written (a mask pasted onto a large
     # image costs the window, not the image; torch.zeros would memset all of it)
-    out = torch.from_numpy(np.zeros((data.shape[0], *shape), dtype=dtype_torch_to_numpy(data.dtype)))
-
-    bounds, positions = _sampled_block(plan, data.shape[1:], shape)
-    if all(b.stop > b.start for b in bounds):
-        kind = "nearest" if mode == "nearest" else "bilinear"
-        block = data
-        for out_axis, pos in enumerate(positions):
-            block = _sample_axis(block, 1 + out_axis, pos, kind)
-        out[(slice(None), *bounds)] = cast_back(block, data.dtype, kind)
+    out = np.zeros((block.shape[0], *(int(s) for s in spatial_shape)), dtype=dtype_torch_to_numpy(block.dtype))
+    out = torch.from_numpy(out)
+    out[(slice(None), *bounds)] = block
     return with_geometry(img, out, out_affine)
 
 

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from ..geometry import ROI_SIZE, TARGET_SPACING, index_transform, map_points, paste_back, z_normalize
+from ..geometry import ROI_SIZE, TARGET_SPACING, index_transform, map_points, z_normalize
 from ..geometry.grid import translation
 from ..geometry.ras_grid import RasGrid
-from ..geometry.resample import reorient_to_ras, resample_to_spacing, sampled_box
+from ..geometry.pasteback import paste_back_region
+from ..geometry.resample import reorient_to_ras, resample_to_spacing
 
 __all__ = ["GridMask", "PreparedImage", "Window"]
 
@@ -172,22 +173,22 @@ class PreparedImage:
             logits = self.network.upsample(low_res.float())
         return (logits[0, 0] > 0).cpu().numpy()
 
-    def paste(self, region: np.ndarray, lo: Sequence[int]) -> np.ndarray:
-        """A RAS-grid mask given on the box ``[lo, lo + region.shape)`` and empty elsewhere, on the original grid
-        (nearest neighbour, the reference's paste-back), bool ``(I, J, K)``.
+    def paste(self, region: np.ndarray, lo: Sequence[int]) -> tuple[tuple[slice, ...], np.ndarray]:
+        """A RAS-grid mask given on the box ``[lo, lo + region.shape)`` (empty elsewhere) on the original grid (nearest
+        neighbour, the reference's paste-back): the box of the original grid it covers and the mask there (bool);
+        the mask is empty elsewhere. Only that box is computed: a mask on a large image costs its region.
 
-        Only the original voxels the box covers are computed: a mask on a large image costs its region, not the image.
+        Args:
+            region: bool mask on the box.
+            lo: the box's first voxel on the RAS grid.
         """
         if region.size == 0 or not region.any():
-            return np.zeros(self.image.shape[1:], dtype=bool)
-        affine = self.grid.affine @ translation(lo)
+            return (slice(0, 0),) * 3, np.zeros((0, 0, 0), dtype=bool)
         data = np.ascontiguousarray(region).view(np.uint8) if region.dtype == bool else region
-        roi = MetaTensor(torch.from_numpy(data)[None], affine=affine)
-        box = sampled_box(index_transform(self.image.affine, affine), region.shape, self.image.shape[1:])
-        self.pasted_voxels += int(np.prod([b.stop - b.start for b in box]))
-        pasted = paste_back(roi, self.image.shape[1:], self.image.affine).as_tensor()[0]
-        # nearest-neighbour sampling keeps the values 0 and 1, so the bytes are the boolean mask
-        return pasted.numpy().view(bool)
+        roi = MetaTensor(torch.from_numpy(data)[None], affine=self.grid.affine @ translation(lo))
+        box, block = paste_back_region(roi, self.image.shape[1:], self.image.affine)
+        self.pasted_voxels += int(block.size)
+        return box, block.view(bool)  # nearest-neighbour sampling keeps 0 and 1: the bytes are the boolean mask
 
     def autocast(self):
         """CUDA autocast when enabled, else nothing."""

@@ -112,6 +112,12 @@ class InteractiveSession:
         return self.track.original_mask()
 
     @property
+    def mask_region(self) -> tuple[tuple[slice, ...], np.ndarray]:
+        """The current object's mask as a box of the image's grid and the mask there (empty outside the box): what
+        ``mask`` holds, at the cost of the object rather than the image."""
+        return self.track.original_region()
+
+    @property
     def iou(self) -> float:
         """The decoder's predicted IoU of the current object's mask (NaN before its first click)."""
         return self.track.iou

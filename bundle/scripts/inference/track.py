@@ -173,6 +173,7 @@ class ObjectTrack:
         self._history: list[tuple[int, tuple[TrackedWindow, ...], Box | None]] = []
         self._parts: list[np.ndarray] = []  # followed part per window, valid for a prefix of self.windows
         self._mask: tuple[np.ndarray, np.ndarray] | None = None  # the assembled object: (lo, its region from lo)
+        self._original: tuple[tuple[slice, ...], np.ndarray] | None = None  # and on the original grid
 
     # --- prompts ---------------------------------------------------------------------------------------------------
 
@@ -265,14 +266,26 @@ class ObjectTrack:
             self._mask = (lo, region)
         return self._mask
 
+    def original_region(self) -> tuple[tuple[slice, ...], np.ndarray]:
+        """The object on the original image grid as a box of it and the mask there (bool): the mask is empty outside
+        the box (the reference's paste-back, of the object's own box: its cost follows the object, not the image)."""
+        if self._original is None:
+            lo, region = self.ras_region()
+            found = bounding_box(region)
+            if found is None:
+                self._original = (slice(0, 0),) * 3, np.zeros((0, 0, 0), dtype=bool)
+            else:
+                a, b = found
+                self._original = self.prepared.paste(region[a[0] : b[0], a[1] : b[1], a[2] : b[2]], lo + a)
+                self._original[1].flags.writeable = False
+        return self._original
+
     def original_mask(self) -> np.ndarray:
-        """The object's mask on the original image grid, bool ``(I, J, K)`` (the reference's paste-back)."""
-        lo, region = self.ras_region()
-        found = bounding_box(region)
-        if found is None:
-            return np.zeros(self.prepared.image.shape[1:], dtype=bool)
-        a, b = found  # only the object's own box is pasted: its cost follows the object
-        return self.prepared.paste(region[a[0] : b[0], a[1] : b[1], a[2] : b[2]], lo + a)
+        """The object's mask on the original image grid, bool ``(I, J, K)``."""
+        box, block = self.original_region()
+        mask = np.zeros(self.prepared.image.shape[1:], dtype=bool)  # calloc: only the box's pages are written
+        mask[box] = block
+        return mask
 
     @property
     def iou(self) -> float:
@@ -483,7 +496,7 @@ class ObjectTrack:
 
     def _invalidate(self, i: int) -> None:
         del self._parts[i:]
-        self._mask = None
+        self._mask = self._original = None
 
     def _restore(self, state: tuple[int, tuple[TrackedWindow, ...], Box | None]) -> None:
         num_clicks, windows, box = state
@@ -492,7 +505,7 @@ class ObjectTrack:
         del self.clicks[num_clicks:]
         self.windows = list(windows)
         self._parts = []
-        self._mask = None
+        self._mask = self._original = None
 
 
 def _touched_faces(mask: np.ndarray, start: Sequence[int], grid_shape: Sequence[int]) -> list[tuple[int, int]]:
