@@ -40,7 +40,11 @@ from conftest import BUNDLE
 from PIL import Image
 from scipy import ndimage
 from selenium import webdriver
-from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    ElementNotInteractableException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
@@ -283,6 +287,8 @@ class OhifTab:
                 return True
             except ElementClickInterceptedException:
                 self.dismiss_banner()
+            except ElementNotInteractableException:  # e.g. an organ row scrolled out of its list: bring it in
+                self.driver.execute_script("arguments[0].scrollIntoView({block: 'nearest'});", find())
             except StaleElementReferenceException:
                 pass
             return False
@@ -591,10 +597,10 @@ def test_ohif_clicks_give_the_sessions_masks_and_overlay_for_each_of_two_tabs(
             np.testing.assert_array_equal(
                 mask, expected, err_msg=f"{step}: the browser's label map is not the session's"
             )
-        # OHIF sends no client id: the server found each tab's own history among its recent ones (or none, for the
-        # second tab's first click) and added to it
+        # OHIF sends no client id: the second tab's first click continues no history (a replay of its click); then
+        # the server found each tab's own history among its recent ones and added to it
         kinds = [got[s][1]["kind"] for s in ("second tab, 1 click", "first tab, 3 clicks", "second tab, 2 clicks")]
-        assert kinds == ["added", "added", "added"], kinds  # no replay: each request extended its tab's history
+        assert kinds == ["changed", "added", "added"], kinds  # no replay once each tab has its own history
         assert not np.array_equal(carved, kidney), "the negative click changed nothing"
     finally:
         (tmp_path / "figures.json").write_text(json.dumps(figures, indent=1, default=str), encoding="utf-8")

@@ -124,9 +124,10 @@ class SamMed3DInfer(InferTask):
         if warm_up_dicom:  # ITK reads the series folders of a DICOMweb source; its modules load on first use
             LoadImage(image_only=True, reader="ITKReader")(path)
         session = InteractiveSession.on_prepared(self.inferer.prepare(as_image(path), self.network), self.inferer)
-        mask = session.click([12, 12, 12])
+        session.click([12, 12, 12])
+        box, block = session.mask_region
         for extension, compress in ((".nii.gz", True), (".nrrd", False)):
-            os.remove(write_answer(mask, image.affine, extension, compress, self._results))
+            os.remove(write_answer(box, block, image.shape, image.affine, extension, compress, self._results))
         os.remove(path)
         logger.info(f"warmed up in {time.perf_counter() - started:.1f} s (one click on a synthetic image)")
 
@@ -180,32 +181,36 @@ class SamMed3DInfer(InferTask):
         key = (client, path, label)
         encoded_before = self.cache.encoder_calls
         recent = [s for s in self._states.get(key, []) if s.session.prepared is prepared and s.box == box]
-        found = None if request.get("reset_state") else continued_history([s.clicks for s in recent], clicks)
-        if found is None:  # a new object, a new or moved roi (the clicks are replayed after it), or a reset
+        if request.get("reset_state"):
+            recent = []
+        found = continued_history([s.clicks for s in recent], clicks)
+        if found is not None:  # the history this request goes on from
+            state = recent[found]
+        elif recent:  # none: the most recent one's clicks that remain are replayed in the order made
+            state = recent[-1]
+        else:  # a new object, or a new or moved roi (the clicks are replayed after it)
             state = _State(InteractiveSession.on_prepared(prepared, self.inferer), box=box)
             if box is not None:
                 state.session.box(*box)
-        else:
-            state = recent[found]
         change = diff_clicks(state.clicks, clicks)
-        before, (state, mask) = state, _apply(state, change, prepared, self.inferer)
+        before, state = state, _apply(state, change, prepared, self.inferer)
         kept = [s for s in recent if s is not before or s.session is not state.session]  # the continued one moves up
         self._states[key] = (kept + [state])[-STATES_PER_OBJECT:]
         prompted = bool(state.clicks) or state.box is not None
-        if mask is None:
-            mask = state.session.mask if prompted else np.zeros(shape, dtype=bool)
+        box, block = state.session.mask_region if prompted else ((slice(0, 0),) * 3, np.zeros((0, 0, 0), bool))
         if roi is not None:
-            mask = mask & roi
+            box, block = _clipped(box, block, roi)
         iou = state.session.iou if prompted else float("nan")
         compress = bool(request.get("result_compress", True))
-        file_name = write_answer(mask, prepared.image.affine.numpy(), extension, compress, self._results)
+        affine = prepared.image.affine.numpy()
+        file_name = write_answer(box, block, shape, affine, extension, compress, self._results)
         seconds = time.perf_counter() - start
         answer = {
             "label_names": {label: 1},
             "iou": None if math.isnan(iou) else round(iou, 6),
             "clicks": len(state.clicks),
             "change": change.kind,
-            "voxels": int(mask.sum()),
+            "voxels": int(block.sum()),
             "windows": len(state.session.track.windows),
             "image_prepared": fresh,
             "encoder_calls": self.cache.encoder_calls,
@@ -222,53 +227,56 @@ class SamMed3DInfer(InferTask):
         return file_name, answer
 
 
-def _apply(
-    state: _State, change: ClickChange, prepared: PreparedImage, inferer: ClickWindowInferer
-) -> tuple[_State, np.ndarray | None]:
-    """The state after ``change`` (clicks added to the session, the latest undone, or a fresh session replayed) and
-    the mask when it was already computed on the way (``None``: read it from the session)."""
-    session, mask = state.session, None
+def _apply(state: _State, change: ClickChange, prepared: PreparedImage, inferer: ClickWindowInferer) -> _State:
+    """The state after ``change``: clicks added to the session, the latest undone, or a fresh session replayed."""
+    session = state.session
     if change.kind == "unchanged":
-        return state, None
+        return state
     if change.kind == "reset":
         session.reset()
         if state.box is not None:
             session.box(*state.box)
-        return _State(session, [], state.box), None
+        return _State(session, [], state.box)
     if change.kind == "added":
         done = 0
         try:
             for point, positive in change.added:
-                mask = session.click(point, positive=bool(positive))
+                session.click(point, positive=bool(positive))
                 done += 1
         except ValueError:
             for _ in range(done):
                 session.undo()
             raise
-        return _State(session, change.clicks, state.box), mask
+        return _State(session, change.clicks, state.box)
     if change.kind == "removed" and change.undo:
         for _ in range(change.undo):
-            mask = session.undo()
-        return _State(session, change.clicks, state.box), mask
+            session.undo()
+        return _State(session, change.clicks, state.box)
     fresh = InteractiveSession.on_prepared(prepared, inferer)  # replay the box and remaining clicks in the order made
     if state.box is not None:
-        mask = fresh.box(*state.box)
+        fresh.box(*state.box)
     for point, positive in change.clicks:
-        mask = fresh.click(point, positive=bool(positive))
-    return _State(fresh, change.clicks, state.box), mask
+        fresh.click(point, positive=bool(positive))
+    return _State(fresh, change.clicks, state.box)
 
 
-def _roi(value: object, shape: tuple[int, ...]) -> np.ndarray | None:
-    """Slicer's ROI ``[i0, i1, j0, j1, k0, k1]`` (corners inclusive, either order) as a mask, or ``None``."""
+def _roi(value: object, shape: tuple[int, ...]) -> tuple[slice, ...] | None:
+    """Slicer's ROI ``[i0, i1, j0, j1, k0, k1]`` (corners inclusive, either order) as slices of the image, or ``None``."""
     if value is None or value == []:
         return None
     if not isinstance(value, list) or len(value) != 6 or not all(isinstance(v, int) for v in value):
         raise _bad_request(f"'roi' must be six integers [i0, i1, j0, j1, k0, k1], got {value!r}.")
-    box = np.zeros(shape, dtype=bool)
     lo = [max(0, min(value[2 * a], value[2 * a + 1])) for a in range(3)]
     hi = [min(shape[a], max(value[2 * a], value[2 * a + 1]) + 1) for a in range(3)]
-    box[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
-    return box
+    return tuple(slice(a, max(a, b)) for a, b in zip(lo, hi))
+
+
+def _clipped(box: tuple[slice, ...], block: np.ndarray, roi: tuple[slice, ...]) -> tuple[tuple[slice, ...], np.ndarray]:
+    """A mask given as a box and the mask there, cut to the ROI's slices."""
+    lo = [max(b.start, r.start) for b, r in zip(box, roi)]
+    hi = [max(a, min(b.stop, r.stop)) for a, b, r in zip(lo, box, roi)]
+    inner = tuple(slice(a - b.start, c - b.start) for a, c, b in zip(lo, hi, box))
+    return tuple(slice(a, c) for a, c in zip(lo, hi)), block[inner]
 
 
 def _roi_box(value: object, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
