@@ -133,3 +133,17 @@ def test_one_click_on_a_large_image_samples_about_a_window_not_the_image():
     # a further click in the window: no sampling, a paste of the object's box again
     session.click([kidney[0] - 4, kidney[1], kidney[2]])
     assert grid.sampled_voxels == window_voxels
+
+
+def test_nearest_resampling_by_repeats_equals_the_gather():
+    """Nearest-neighbour resampling copies each voxel it reads as often as it is read (forwards or, on a flipped axis,
+    backwards): the same values as gathering them one by one."""
+    from scripts.geometry.resample import _repeat, _take
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        data = torch.from_numpy(rng.integers(0, 3, (2, 7, 9, 5)).astype(np.uint8)).permute(0, 2, 1, 3)  # strided
+        dim = int(rng.integers(1, 4))
+        index = np.sort(rng.integers(0, data.shape[dim], int(rng.integers(1, 30))))
+        index = torch.from_numpy(index[::-1].copy() if rng.random() < 0.5 else index)
+        assert torch.equal(_repeat(data, dim, index), _take(data, dim, index))

@@ -191,7 +191,7 @@ class SamMed3DInfer(InferTask):
         else:  # a new object, or a new or moved roi (the clicks are replayed after it)
             state = _State(InteractiveSession.on_prepared(prepared, self.inferer), box=box)
             if box is not None:
-                state.session.box(*box)
+                state.session.add_box(*box)
         change = diff_clicks(state.clicks, clicks)
         before, state = state, _apply(state, change, prepared, self.inferer)
         kept = [s for s in recent if s is not before or s.session is not state.session]  # the continued one moves up
@@ -235,28 +235,28 @@ def _apply(state: _State, change: ClickChange, prepared: PreparedImage, inferer:
     if change.kind == "reset":
         session.reset()
         if state.box is not None:
-            session.box(*state.box)
+            session.add_box(*state.box)
         return _State(session, [], state.box)
     if change.kind == "added":
         done = 0
         try:
             for point, positive in change.added:
-                session.click(point, positive=bool(positive))
+                session.add_click(point, positive=bool(positive))
                 done += 1
         except ValueError:
             for _ in range(done):
-                session.undo()
+                session.track.undo()
             raise
         return _State(session, change.clicks, state.box)
     if change.kind == "removed" and change.undo:
         for _ in range(change.undo):
-            session.undo()
+            session.track.undo()
         return _State(session, change.clicks, state.box)
     fresh = InteractiveSession.on_prepared(prepared, inferer)  # replay the box and remaining clicks in the order made
     if state.box is not None:
-        fresh.box(*state.box)
+        fresh.add_box(*state.box)
     for point, positive in change.clicks:
-        fresh.click(point, positive=bool(positive))
+        fresh.add_click(point, positive=bool(positive))
     return _State(fresh, change.clicks, state.box)
 
 

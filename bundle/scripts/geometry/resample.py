@@ -94,6 +94,21 @@ def _take(data: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
     return data[(slice(None),) * dim + (index,)]
 
 
+def _repeat(data: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """:func:`_take` of a monotone index (a nearest-neighbour resampling's) as repeats of the voxels it reads: copies at
+    memory speed instead of gathers."""
+    values = index.numpy()
+    steps = np.diff(values)
+    if len(values) == 0 or not ((steps >= 0).all() or (steps <= 0).all()) or data.dtype == torch.bfloat16:
+        return _take(data, dim, index)
+    first, last = int(values.min()), int(values.max()) + 1
+    source = data.numpy()[(slice(None),) * dim + (slice(first, last),)]
+    counts = np.bincount(values - first, minlength=last - first)
+    if values[0] > values[-1]:  # a flipped axis reads the voxels backwards
+        source, counts = np.flip(source, dim), counts[::-1]
+    return torch.from_numpy(np.repeat(source, counts, axis=dim))
+
+
 def axis_sampling(
     positions: torch.Tensor, size: int, mode: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -126,7 +141,7 @@ def sample_along(
     dtype.
     """
     if weight is None:
-        return _take(data, dim, lower)
+        return _repeat(data, dim, lower)
     shape = [1] * data.ndim
     shape[dim] = -1
     low = _take(data, dim, lower).to(torch.float64)

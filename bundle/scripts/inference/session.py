@@ -132,10 +132,19 @@ class InteractiveSession:
         Returns:
             The object's mask on the image's grid (bool, shape ``(I, J, K)``).
         """
+        self.add_click(point, positive)
+        return self.mask
+
+    def add_click(self, point: Sequence[float], positive: bool = True) -> None:
+        """:meth:`click` without building the full-size mask (a server reads :attr:`mask_region`).
+
+        Args:
+            point: voxel indices ``(i, j, k)`` of the image, in its own voxel order.
+            positive: ``True`` to add the voxel to the object, ``False`` to remove it.
+        """
         shape, affine = self.image.shape[1:], as_affine(self.image.affine)
         (voxel,) = voxel_points([list(point)], shape, affine, what="click")
         self.track.add_click(self.prepared.to_ras(voxel), int(bool(positive)))
-        return self.mask
 
     def box(self, lo: Sequence[float], hi: Sequence[float]) -> np.ndarray:
         """Start the current object from a box (before any click; ``undo`` removes it).
@@ -150,10 +159,19 @@ class InteractiveSession:
         Returns:
             The object's mask on the image's grid (bool, shape ``(I, J, K)``).
         """
+        self.add_box(lo, hi)
+        return self.mask
+
+    def add_box(self, lo: Sequence[float], hi: Sequence[float]) -> None:
+        """:meth:`box` without building the full-size mask (a server reads :attr:`mask_region`).
+
+        Args:
+            lo: the box's lowest corner voxel ``(i, j, k)`` of the image, in its own voxel order.
+            hi: its highest corner voxel (inclusive).
+        """
         shape, affine = self.image.shape[1:], as_affine(self.image.affine)
         corners = parse_box([list(lo), list(hi)], shape, affine)
         self.track.add_box(box_on_grid(self.prepared, corners[0], corners[1]))
-        return self.mask
 
     def undo(self) -> np.ndarray | None:
         """Remove the last prompt (click or box); returns the mask before it (``None`` when no prompt is left and no
