@@ -105,9 +105,12 @@ def load_network(
         path = Path(weights) if weights else find_weights(ckpt_dir)
         state, stored = read_checkpoint(path)
         config = {**network_config(state), **(stored or {}), **overrides}
-        network = SAMMed3D(**config)
+        with torch.device("meta"):  # no random initialisation of weights about to be replaced (0.3-0.5 s)
+            network = SAMMed3D(**config)
         check_state_dict(network, state, source=str(path))
-        network.load_state_dict(state, strict=True)
+        target = network.state_dict()  # every tensor of the network is a parameter or a persistent buffer
+        state = {k: v.to(dtype=target[k].dtype) for k, v in state.items()}  # the file's float16 becomes float32
+        network.load_state_dict(state, strict=True, assign=True)
         if path.name == DEMO_WEIGHTS:
             logger.warning(
                 f"DEMO model ({path}): a small SAM-Med3D trained on one CT on a CPU, for trying the pipeline; fetch the "
