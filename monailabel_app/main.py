@@ -15,9 +15,9 @@ Start it with ``python -m monailabel.main start_server --app monailabel_app --st
 (default: ``bundle/`` next to this folder; any installed copy of the bundle, e.g. a Model Zoo download), ``weights`` (a
 weights file instead of the bundle's lookup), ``labels`` (comma-separated names the viewers list; default: the names of
 the bundle's ``sample_data/labels.json``), ``cache_images`` (prepared images kept, default 8), ``cache_mb`` (megabytes
-kept, default 0 = no bound), ``max_windows`` (default 8, as ``inference.json``), ``device`` (default ``cpu``, or
-``cuda`` when available). Nothing is downloaded: a DICOMweb source needs dcmqi's ``itkimage2segimage`` (the ``dcmqi``
-wheel of ``requirements-monailabel.txt``) for DICOM SEG labels.
+kept, default a quarter of the machine's memory; 0: no bound), ``max_windows`` (default 8, as ``inference.json``),
+``device`` (default ``cpu``, or ``cuda`` when available). Nothing is downloaded: a DICOMweb source needs dcmqi's
+``itkimage2segimage`` (the ``dcmqi`` wheel of ``requirements-monailabel.txt``) for DICOM SEG labels.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import sysconfig
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -50,6 +51,8 @@ APP_DIR = Path(__file__).resolve().parent
 DEFAULT_BUNDLE = APP_DIR.parent / "bundle"
 # The model's name in /info/ and in /infer/<model>.
 MODEL_NAME = "sam_med3d"
+# How long the datastore's status in /info/ is reused (s): MONAI Label asks for /info/'s content on every click.
+INFO_SECONDS = 5.0
 # dcmqi's converter that MONAI Label runs to store a label as DICOM SEG in a DICOMweb source.
 DCMQI_TOOL = "itkimage2segimage"
 # The label OHIF's point prompts take their negative clicks from (its panel sends the points of "background" as
@@ -105,6 +108,11 @@ def label_names(bundle: Path, conf: dict[str, str]) -> dict[str, int]:
     return {**labels, BACKGROUND: 0}
 
 
+def default_cache_mb() -> float:
+    """The image cache's default bound: a quarter of this machine's memory (MB)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4 / 1e6
+
+
 def _find_dcmqi() -> str | None:
     """The folder of dcmqi's converter: on PATH, or beside this Python (a venv's ``bin/`` that is not on PATH)."""
     found = shutil.which(DCMQI_TOOL)
@@ -136,13 +144,14 @@ class SamMed3DApp(MONAILabelApp):
         if str(APP_DIR) not in sys.path:  # MONAI Label loads main.py from its path; lib/ is found beside it
             sys.path.insert(0, str(APP_DIR))
         self.bundle = Path(conf.get("bundle") or DEFAULT_BUNDLE).expanduser().resolve()
+        self._info: tuple[float, dict] | None = None
         scripts = _import_bundle(self.bundle)
         from scripts.errors import USER_ERRORS  # noqa: PLC0415
 
         device = conf.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.cache_images = int(conf.get("cache_images", 8))
-            self.cache_mb = float(conf.get("cache_mb", 0))
+            self.cache_mb = float(conf.get("cache_mb", default_cache_mb()))
             self.max_windows = int(conf.get("max_windows", 8))
             self.network = scripts.load_network(
                 self.bundle / "models", weights=conf.get("weights") or None, device=device
@@ -202,6 +211,15 @@ class SamMed3DApp(MONAILabelApp):
         except ValueError as e:
             _fail(str(e))
         return {MODEL_NAME: task}
+
+    def info(self) -> dict:
+        """MONAI Label's ``/info/``, computed at most every :data:`INFO_SECONDS`: MONAI Label 0.8.5 calls it for every
+        click only to read a key it does not hold, and its datastore status lists the whole store (for a DICOMweb
+        source, two searches of the server per click)."""
+        now = time.monotonic()
+        if self._info is None or now - self._info[0] > INFO_SECONDS:
+            self._info = (now, super().info())
+        return self._info[1]
 
     def init_strategies(self) -> dict[str, Strategy]:
         """Which image to annotate next."""

@@ -61,6 +61,8 @@ class PreparedCache:
         self.on_evict = on_evict
         self._entries: OrderedDict[str, tuple[tuple[int, int], PreparedImage]] = OrderedDict()
         self._evicted_encodes = 0  # encoder passes of images no longer cached, for encoder_calls
+        bound = f"{self.max_mb:,.0f} MB" if self.max_mb else "no bound in MB"
+        logger.info(f"image cache: at most {self.max_images} image(s) and {bound}; the least recently used go first")
 
     def __len__(self) -> int:
         return len(self._entries)
