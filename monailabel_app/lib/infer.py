@@ -17,6 +17,7 @@ import math
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import nibabel as nib
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # Click histories kept per client, image and label: OHIF's tabs share one (it sends no client id), each tab its own.
 STATES_PER_OBJECT = 8
+# Objects (client, image, label) whose state is kept: their windows' masks, undo histories and answers.
+OBJECTS_KEPT = 64
 
 
 @dataclass
@@ -98,7 +101,8 @@ class SamMed3DInfer(InferTask):
         self.network = network
         self.inferer = ClickWindowInferer(max_windows=max_windows)
         self.cache = PreparedCache(self._prepare, cache_images, cache_mb, on_evict=self._forget_image)
-        self._states: dict[tuple[str, str, str], list[_State]] = {}  # recent click histories, most recent last
+        # recent click histories per client, image and label (most recent last), the objects in the order last used
+        self._states: OrderedDict[tuple[str, str, str], list[_State]] = OrderedDict()
         self._lock = threading.Lock()
         # answers are written in the app's folder, not in the system's temp folder: a client on the same machine saves
         # the file it receives under the same name in that folder, while MONAI Label deletes the server's copy after
@@ -176,8 +180,6 @@ class SamMed3DInfer(InferTask):
         clicks = parse_clicks(request, shape)
         roi = _roi(request.get("roi"), shape)
         box = _roi_box(request.get("roi"), shape)
-        for key in [k for k in self._states if k[0] == client and k[1] != path]:  # a new image starts fresh
-            del self._states[key]
         key = (client, path, label)
         encoded_before = self.cache.encoder_calls
         recent = [s for s in self._states.get(key, []) if s.session.prepared is prepared and s.box == box]
@@ -196,6 +198,9 @@ class SamMed3DInfer(InferTask):
         before, state = state, _apply(state, change, prepared, self.inferer)
         kept = [s for s in recent if s is not before or s.session is not state.session]  # the continued one moves up
         self._states[key] = (kept + [state])[-STATES_PER_OBJECT:]
+        self._states.move_to_end(key)
+        while len(self._states) > OBJECTS_KEPT:  # the objects no client came back to for longest go first
+            self._states.popitem(last=False)
         prompted = bool(state.clicks) or state.box is not None
         box, block = state.session.mask_region if prompted else ((slice(0, 0),) * 3, np.zeros((0, 0, 0), bool))
         if roi is not None:

@@ -101,7 +101,7 @@ def box_on_grid(prepared: PreparedImage, lo: Sequence[float], hi: Sequence[float
     return Box(corners.min(axis=0), corners.max(axis=0), edges.min(axis=0), edges.max(axis=0))
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrackedWindow:
     """One window of an object after its last decode.
 
@@ -111,7 +111,8 @@ class TrackedWindow:
         seed: RAS-grid voxel of the positive click that tracking put into it, or ``None``.
         low_res: the decoder's low-resolution logits ``(1, 1, 32, 32, 32)``.
         iou: the decoder's predicted IoU of the window's mask.
-        mask: the window's binary mask (bool, ``roi_size``).
+        mask: the window's binary mask (bool, ``roi_size``), or ``None`` once the window was decoded again: the undo
+            history keeps the logits (128 KB), not the 2 MB mask, which the track remakes when it is needed again.
     """
 
     window: Window
@@ -119,7 +120,7 @@ class TrackedWindow:
     seed: tuple[int, int, int] | None
     low_res: torch.Tensor
     iou: float
-    mask: np.ndarray
+    mask: np.ndarray | None
 
     @property
     def start(self) -> tuple[int, int, int]:
@@ -304,7 +305,9 @@ class ObjectTrack:
         roi = self.prepared.roi_size
         touched = [i for i, w in enumerate(self.windows) if window_points(click.point, w.start, roi)[1][0]]
         for i in touched:
-            self.windows[i] = self._decode(self.windows[i].window, self.windows[i].on_prompt, self.windows[i])
+            previous = self.windows[i]
+            self.windows[i] = self._decode(previous.window, previous.on_prompt, previous)
+            previous.mask = None  # only the undo history holds it now: its logits are enough to remake it
         if touched:
             self._invalidate(min(touched))
             return
@@ -367,7 +370,7 @@ class ObjectTrack:
             opened = {w.start for w in self.windows}
             found = None
             for i, tracked in enumerate(self.windows):
-                for axis, side in _touched_faces(tracked.mask, tracked.start, grid):
+                for axis, side in _touched_faces(self._mask_of(tracked), tracked.start, grid):
                     start = list(tracked.start)
                     start[axis] += side * roi[axis] // 2
                     start = tuple(start)
@@ -398,7 +401,7 @@ class ObjectTrack:
                 seeds |= self.start_mask.window(tracked.start)
             if self.box is not None:
                 seeds |= self._box_part(0.0, tracked.start, self.prepared.roi_size)
-            self._parts.append(_connected_part(tracked.mask, seeds))
+            self._parts.append(_connected_part(self._mask_of(tracked), seeds))
         return self._parts[i]
 
     def _box_voxels(self, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -426,9 +429,15 @@ class ObjectTrack:
         end = np.asarray(start) + np.asarray(self.prepared.roi_size)
         return bool((hi > lo).all() and (np.maximum(lo, start) < np.minimum(hi, end)).all())
 
+    def _mask_of(self, tracked: TrackedWindow) -> np.ndarray:
+        """A window's binary mask, remade from its logits if an undo brought it back."""
+        if tracked.mask is None:
+            tracked.mask = self.prepared.mask(tracked.low_res)
+        return tracked.mask
+
     def _region(self, i: int) -> np.ndarray:
         """What window ``i`` adds to the object's mask."""
-        return self.windows[i].mask if self.windows[i].on_prompt else self._part(i)
+        return self._mask_of(self.windows[i]) if self.windows[i].on_prompt else self._part(i)
 
     def window_mask(self, start: Sequence[int]) -> np.ndarray:
         """The object's mask as the window at ``start`` sees it (bool, window grid): what each of the object's
