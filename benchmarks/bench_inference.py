@@ -15,6 +15,9 @@ process (peak memory is per process). The network has random weights: its cost d
 Cases: a synthetic CT-like 256x256x160 volume at 0.8 mm with one object, and 512x512x300 at 0.8 mm with three;
 then, on the same image, an interactive session's further clicks in the same window. One window per object
 (``max_windows=1``, as the reference), since the random network's masks would trigger window tracking at random.
+Then the default path, where real masks decide the windows (``max_windows`` 8): the demo model on the shipped CT
+repeated to 512x512x300, README's three organs (the right kidney, the bladder and the liver, which is followed into
+four windows), and a session's further clicks on the liver.
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundle"))
 from bench_network import peak_rss_mb  # noqa: E402
 from monai.bundle import ConfigWorkflow  # noqa: E402
 
-from scripts import InteractiveSession  # noqa: E402
+from scripts import InteractiveSession, load_network  # noqa: E402
 from scripts.networks import SAMMed3D  # noqa: E402
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
-CASES = {"256x256x160": ((256, 256, 160), 1), "512x512x300": ((512, 512, 300), 3)}
+CASES = {"256x256x160": ((256, 256, 160), 1), "512x512x300": ((512, 512, 300), 3), "demo512": ((512, 512, 300), 3)}
+# The demo case's organs on the shipped CT (README's clicks): name -> (click, label value)
+DEMO_OBJECTS = {"kidney_right": ((86, 43, 74), 2), "urinary_bladder": ((59, 53, 18), 21), "liver": ((86, 47, 100), 5)}
 
 
 def synthetic_ct(shape: tuple[int, int, int], path: Path) -> None:
@@ -53,13 +58,34 @@ def synthetic_ct(shape: tuple[int, int, int], path: Path) -> None:
     nib.save(nib.Nifti1Image(ct, np.diag([0.8, 0.8, 0.8, 1.0])), str(path))
 
 
+def demo_ct(shape: tuple[int, int, int], path: Path) -> list[tuple[float, ...]]:
+    """The shipped CT's voxels repeated to ``shape`` over the same extent (int16); returns the scale per axis."""
+    ct = nib.load(str(BUNDLE / "sample_data" / "example_ct.nii.gz"))
+    data = np.asarray(ct.dataobj).astype(np.int16)
+    index = [np.minimum((np.arange(n) * m) // n, m - 1) for n, m in zip(shape, data.shape)]
+    nib.save(
+        nib.Nifti1Image(data[np.ix_(*index)], ct.affine @ np.diag([m / n for n, m in zip(shape, data.shape)] + [1.0])),
+        str(path),
+    )
+    return [n / m for n, m in zip(shape, data.shape)]
+
+
 def child(case: str, repeats: int, workdir: Path) -> None:
     shape, num_objects = CASES[case]
     image = workdir / f"{case}.nii.gz"
-    synthetic_ct(shape, image)
-    centre = [s // 2 for s in shape]
-    clicks = [[centre[0] + 60 * (i - 1), centre[1], centre[2]] for i in range(num_objects)]
-    objects = {f"object{i}": {"points": [c], "point_labels": [1]} for i, c in enumerate(clicks)}
+    demo = case == "demo512"
+    if demo:
+        scale = demo_ct(shape, image)
+        clicks = [[round(v * s) for v, s in zip(click, scale)] for click, _ in DEMO_OBJECTS.values()]
+        objects = {
+            name: {"points": [c], "point_labels": [1], "label": value}
+            for (name, (_, value)), c in zip(DEMO_OBJECTS.items(), clicks)
+        }
+    else:
+        synthetic_ct(shape, image)
+        centre = [s // 2 for s in shape]
+        clicks = [[centre[0] + 60 * (i - 1), centre[1], centre[2]] for i in range(num_objects)]
+        objects = {f"object{i}": {"points": [c], "point_labels": [1]} for i, c in enumerate(clicks)}
     before = peak_rss_mb()
     times = []
     for r in range(repeats):
@@ -68,10 +94,16 @@ def child(case: str, repeats: int, workdir: Path) -> None:
             config_file=str(BUNDLE / "configs" / "inference.json"),
             bundle_root=str(BUNDLE),
             output_dir=str(workdir / f"out{r}"),
-            ckpt_dir=str(workdir / "no_weights"),  # the full-size network (random weights), not the demo model
-            max_windows=1,  # random weights would send the window tracking anywhere: time the reference's one window
-            untrained=True,
             input_dict={"image": str(image), "objects": objects},
+            **(
+                {}  # the demo model, found by the bundle's lookup; windows followed as by default
+                if demo
+                else {
+                    "ckpt_dir": str(workdir / "no_weights"),  # the full-size network (random weights)
+                    "max_windows": 1,  # random weights would send window tracking anywhere: the reference's window
+                    "untrained": True,
+                }
+            ),
         )
         workflow.initialize()  # builds the network (random weights): not part of a request
         start = time.perf_counter()
@@ -79,15 +111,20 @@ def child(case: str, repeats: int, workdir: Path) -> None:
         times.append(time.perf_counter() - start)
         workflow.finalize()
     peak_requests = peak_rss_mb()  # before the session builds a second network
-    session = InteractiveSession(SAMMed3D().eval(), str(image), max_windows=1)  # as the requests above
-    session.click(clicks[0])  # encodes the window
+    if demo:  # the liver, over four windows
+        session = InteractiveSession(load_network(BUNDLE / "models"), str(image))
+        target = clicks[2]
+    else:
+        session = InteractiveSession(SAMMed3D().eval(), str(image), max_windows=1)  # as the requests above
+        target = clicks[0]
+    session.click(target)  # encodes the windows
     further = []
     for step in range(1, 6):
         start = time.perf_counter()
-        session.click([clicks[0][0] + step, clicks[0][1], clicks[0][2]], positive=step % 2 == 0)
+        session.click([target[0] + step, target[1], target[2]], positive=step % 2 == 0)
         further.append(time.perf_counter() - start)
     result = {"case": case, "objects": num_objects, "times": times, "peak_mb": peak_requests, "base": before}
-    print(json.dumps({**result, "further_clicks": further}))
+    print(json.dumps({**result, "further_clicks": further, "windows": len(session.track.windows)}))
 
 
 def main() -> None:
@@ -111,14 +148,15 @@ def main() -> None:
             ).stdout.splitlines()[-1]
             r = json.loads(out)
             t = r["times"]
+            what = "the demo CT, demo model" if r["case"] == "demo512" else "synthetic @ 0.8 mm, random weights"
             print(
-                f"{r['case']} @ 0.8 mm, {r['objects']} object(s): median {statistics.median(t):.2f} s "
+                f"{r['case']} ({what}), {r['objects']} object(s): median {statistics.median(t):.2f} s "
                 f"(min {min(t):.2f}, max {max(t):.2f}, n={len(t)}), "
                 f"{statistics.median(t) / r['objects']:.2f} s per object, peak RSS {r['peak_mb']:.0f} MB"
             )
             f = r["further_clicks"]
             print(
-                f"  session, further click in the same window (mask on the original grid): median "
+                f"  session, further click ({r['windows']} window(s); mask on the original grid): median "
                 f"{statistics.median(f) * 1000:.0f} ms (min {min(f) * 1000:.0f}, max {max(f) * 1000:.0f}, n={len(f)})"
             )
 

@@ -14,7 +14,8 @@ The reference resamples the whole image to 1.5 mm (:func:`resample_to_spacing`) 
 (:func:`reorient_to_ras`) before it cuts a window. :class:`RasGrid` holds that grid's shape and affine without
 touching a voxel, and :meth:`RasGrid.sample` computes a box of it (a window, a mask's region) straight from the
 original voxels: the same positions, the same voxels read, the same arithmetic in the same order, so the values are
-those of the whole-image path bit for bit (``tests/test_ras_grid.py``), and a click costs its window, not the image.
+those of the whole-image path bit for bit (checked by the source repository's tests), and a click costs its window,
+not the image.
 """
 
 from __future__ import annotations

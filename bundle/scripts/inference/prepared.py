@@ -23,8 +23,8 @@ from monai.data import MetaTensor
 
 from ..geometry import ROI_SIZE, TARGET_SPACING, index_transform, map_points, z_normalize
 from ..geometry.grid import translation
-from ..geometry.ras_grid import RasGrid
 from ..geometry.pasteback import paste_back_region
+from ..geometry.ras_grid import RasGrid
 from ..geometry.resample import reorient_to_ras, resample_to_spacing
 
 __all__ = ["GridMask", "PreparedImage", "Window"]
