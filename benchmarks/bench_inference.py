@@ -70,19 +70,26 @@ def demo_ct(shape: tuple[int, int, int], path: Path) -> list[tuple[float, ...]]:
     return [n / m for n, m in zip(shape, data.shape)]
 
 
-def child(case: str, repeats: int, workdir: Path) -> None:
+def make_image(case: str, workdir: Path) -> list[float]:
+    """The case's image file (made by the parent process: its peak memory is not the request's); the demo's scale."""
+    shape = CASES[case][0]
+    if case == "demo512":
+        return demo_ct(shape, workdir / f"{case}.nii.gz")
+    synthetic_ct(shape, workdir / f"{case}.nii.gz")
+    return [1.0, 1.0, 1.0]
+
+
+def child(case: str, repeats: int, workdir: Path, scale: list[float]) -> None:
     shape, num_objects = CASES[case]
     image = workdir / f"{case}.nii.gz"
     demo = case == "demo512"
     if demo:
-        scale = demo_ct(shape, image)
         clicks = [[round(v * s) for v, s in zip(click, scale)] for click, _ in DEMO_OBJECTS.values()]
         objects = {
             name: {"points": [c], "point_labels": [1], "label": value}
             for (name, (_, value)), c in zip(DEMO_OBJECTS.items(), clicks)
         }
     else:
-        synthetic_ct(shape, image)
         centre = [s // 2 for s in shape]
         clicks = [[centre[0] + 60 * (i - 1), centre[1], centre[2]] for i in range(num_objects)]
         objects = {f"object{i}": {"points": [c], "point_labels": [1]} for i, c in enumerate(clicks)}
@@ -110,7 +117,9 @@ def child(case: str, repeats: int, workdir: Path) -> None:
         workflow.run()
         times.append(time.perf_counter() - start)
         workflow.finalize()
-    peak_requests = peak_rss_mb()  # before the session builds a second network
+        if r == 0:  # one request's peak: later workflows add their own network and state to the process
+            peak_requests = peak_rss_mb()
+        del workflow
     if demo:  # the liver, over four windows
         session = InteractiveSession(load_network(BUNDLE / "models"), str(image))
         target = clicks[2]
@@ -133,16 +142,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", choices=sorted(CASES), help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--scale", default="[1, 1, 1]", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
-        child(args.child, args.repeats, Path(args.workdir))
+        child(args.child, args.repeats, Path(args.workdir), json.loads(args.scale))
         return
     print(f"torch {torch.__version__}, {args.threads} threads; times from the loaded config to the written mask")
     with tempfile.TemporaryDirectory() as workdir:
         for case in CASES:
+            scale = make_image(case, Path(workdir))
             cmd = [sys.executable, __file__, "--child", case, "--repeats", str(args.repeats), "--workdir", workdir]
-            cmd += ["--threads", str(args.threads)]
+            cmd += ["--threads", str(args.threads), "--scale", json.dumps(scale)]
             out = subprocess.run(
                 cmd, capture_output=True, encoding="utf-8", errors="replace", check=True
             ).stdout.splitlines()[-1]
