@@ -8,7 +8,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The server's cache of prepared images (resampled once, windows encoded once), least recently used out first."""
+"""The server's cache of prepared images (windows sampled and encoded once), least recently used out first."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@
 # limitations under the License.
 """Automatic mode: per-class probabilities from learned class prompts, without clicks, over the whole image.
 
-The path: resample to ``spacing`` and reorder to RAS once (``PreparedImage``) -> MONAI's
+The path: the whole image resampled to ``spacing`` and reordered to RAS once (``PreparedImage.ras``) -> MONAI's
 ``sliding_window_inference`` over the whole RAS grid with ``roi_size`` windows; each window is z-normalised as at
 training (statistics of its voxels > 0), encoded once, and that one embedding is decoded for every class (the class
 token alone, no mask) -> sigmoid of the upsampled logits, stitched (``blend_mode``) -> optional click refinement of
@@ -107,7 +107,7 @@ class AutomaticInferer(Inferer):
         """Stitched probabilities ``(C, X, Y, Z)`` on the RAS grid of ``prepared``.
 
         Args:
-            prepared: the image, resampled and reoriented once.
+            prepared: the image on its RAS grid.
             network: a ``SAMMed3D`` with class prompts.
             class_ids: the classes, one channel each.
         """
@@ -133,7 +133,7 @@ class AutomaticInferer(Inferer):
         logits of that window; the window's probabilities are then replaced by the refined ones.
 
         Args:
-            prepared: the image, resampled and reoriented once.
+            prepared: the image on its RAS grid.
             probabilities: ``(C, X, Y, Z)`` RAS-grid probabilities, changed in place.
             class_ids: the class of each channel.
             prompt: an ``ObjectPrompt`` whose ``label`` is one of ``class_ids``.

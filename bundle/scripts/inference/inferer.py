@@ -58,7 +58,7 @@ def track_object(
 class ClickWindowInferer(Inferer):
     """Segments the prompted objects of one image and returns their label map on the original grid.
 
-    The path of a request: resample to ``spacing`` (corner-aligned grid) and reorder to RAS once (``PreparedImage``,
+    The path of a request: the image's grid at ``spacing`` (corner-aligned) in RAS order, as geometry (``PreparedImage``,
     whose encoded windows all objects share) -> per object, its clicks in order through an ``ObjectTrack`` (window
     placement, decoding, tracking into further windows) -> the object's mask pasted back onto the original grid.
     Later objects overwrite earlier ones where they overlap.
@@ -96,7 +96,8 @@ class ClickWindowInferer(Inferer):
         self.box_margin_mm = float(box_margin_mm)
 
     def prepare(self, image: MetaTensor, network: torch.nn.Module) -> PreparedImage:
-        """The image resampled and reoriented once, with its window cache (also the start of a session).
+        """The image's RAS grid, with its window cache (windows sampled and encoded on first use; also the start of a
+        session).
 
         Args:
             image: the original image ``(1, I, J, K)``.
