@@ -71,9 +71,10 @@ class SamMed3DInfer(InferTask):
     A request carries ``foreground`` and ``background`` voxel indices of the image as the server stores it, and
     ``label``, and optionally Slicer's ``roi``, which is the object's box prompt (given to the session before the
     clicks; the mask is also clipped to it); the answer is the object's mask on the image's own grid (NIfTI, or NRRD with
-    ``result_extension: ".nrrd"``) and, in its JSON, the decoder's predicted IoU. State is kept per client, image and
-    label: a request is compared with the clicks of the last answer (a click added, removed, or a reset), so a
-    further click is one decoder pass per window it touches, on windows encoded once per image.
+    ``result_extension: ".nrrd"``) and, in its JSON, the decoder's predicted IoU. Recent click histories are kept per
+    client, image and label: a request continues the one it extends (a click added, the latest removed; see
+    ``clicks.continued_history``), else the clicks it keeps are replayed in the order they were made, so a further
+    click is one decoder pass per window it touches, on windows encoded once per image.
 
     Args:
         network: the bundle's network (``scripts.load_network``).
@@ -202,20 +203,20 @@ class SamMed3DInfer(InferTask):
         while len(self._states) > OBJECTS_KEPT:  # the objects no client came back to for longest go first
             self._states.popitem(last=False)
         prompted = bool(state.clicks) or state.box is not None
-        box, block = state.session.mask_region if prompted else ((slice(0, 0),) * 3, np.zeros((0, 0, 0), bool))
+        region, mask = state.session.mask_region if prompted else ((slice(0, 0),) * 3, np.zeros((0, 0, 0), bool))
         if roi is not None:
-            box, block = _clipped(box, block, roi)
+            region, mask = _clipped(region, mask, roi)
         iou = state.session.iou if prompted else float("nan")
         compress = bool(request.get("result_compress", True))
         affine = prepared.image.affine.numpy()
-        file_name = write_answer(box, block, shape, affine, extension, compress, self._results)
+        file_name = write_answer(region, mask, shape, affine, extension, compress, self._results)
         seconds = time.perf_counter() - start
         answer = {
             "label_names": {label: 1},
             "iou": None if math.isnan(iou) else round(iou, 6),
             "clicks": len(state.clicks),
             "change": change.kind,
-            "voxels": int(block.sum()),
+            "voxels": int(mask.sum()),
             "windows": len(state.session.track.windows),
             "image_prepared": fresh,
             "encoder_calls": self.cache.encoder_calls,
