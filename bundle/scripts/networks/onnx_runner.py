@@ -27,8 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .prompt_encoder import check_point_prompts
-from .sam_med3d import decoder_mask_prompt
+from .exported import ExportedSAMMed3D
 
 __all__ = ["ONNX_FILES", "ONNX_INFO", "OnnxSAMMed3D", "check_onnx_exported"]
 
@@ -73,7 +72,7 @@ def _session(path: Path, part: str, threads: int) -> tuple[Any, dict]:
     return session, info
 
 
-class OnnxSAMMed3D(nn.Module):
+class OnnxSAMMed3D(ExportedSAMMed3D):
     """``SAMMed3D``'s inference interface (``encode``, ``decode``, ``upsample``, ``forward``) on onnxruntime.
 
     The graphs run on the CPU in float32 whatever the bundle's ``device``: tensors come in from any device and go
@@ -92,6 +91,7 @@ class OnnxSAMMed3D(nn.Module):
     """
 
     box_embeddings = False
+    runtime = "ONNX"
     num_class_prompts = 0
 
     def __init__(self, onnx_dir: str | os.PathLike, threads: int | None = None) -> None:
@@ -135,57 +135,28 @@ class OnnxSAMMed3D(nn.Module):
             raise ValueError(f"the ONNX encoder takes one window {expected}, got {tuple(image.shape)}.")
         return self._run("encoder", image=image.float())[0]
 
-    def decode(
+    def _decode(
         self,
         image_embeddings: torch.Tensor,
-        points: torch.Tensor | None = None,
-        point_labels: torch.Tensor | None = None,
-        mask_prompt: torch.Tensor | None = None,
-        multimask_output: bool = False,
-        class_ids: torch.Tensor | None = None,
-        boxes: torch.Tensor | None = None,
+        points: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        mask_prompt: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Low-resolution logits for ``K`` objects, as ``SAMMed3D.decode``.
-
-        Args:
-            image_embeddings: ``(1, C, g, g, g)`` shared by all objects, or ``(K, C, g, g, g)`` (one graph run per
-                object: the graph takes a shared embedding).
-            points: ``(K, N, 3)`` voxel indices of the network input, or ``None`` for a mask-only prompt.
-            point_labels: ``(K, N)``, required with ``points``.
-            mask_prompt: previous low-resolution logits ``(K, 1, 4g, 4g, 4g)``, or ``None`` (zeros).
-            multimask_output: must be ``False`` (the multimask outputs were never trained upstream; not exported).
-            class_ids: must be ``None`` (class prompts are not exported).
-            boxes: must be ``None`` (box embeddings are not exported).
-
-        Returns:
-            Logits ``(K, 1, 4g, 4g, 4g)`` and IoU predictions ``(K, 1)``.
-        """
-        if multimask_output:
-            raise ValueError("the ONNX decoder has the single-mask output only (multimask_output=False).")
-        if class_ids is not None or boxes is not None:
-            raise ValueError("the ONNX export has click and mask prompts only (no class prompts, no box embeddings).")
-        if points is not None and point_labels is not None:
-            check_point_prompts(points, point_labels, allowed_labels=(-1, 0, 1))
-        given_mask = mask_prompt is not None
-        mask_prompt = decoder_mask_prompt(image_embeddings, points, point_labels, mask_prompt, self.mask_input_size)
-        num_objects = mask_prompt.shape[0] if points is None else points.shape[0]
-        if given_mask and tuple(mask_prompt.shape) != (num_objects, 1, *self.mask_input_size):
-            raise ValueError(
-                f"mask prompt must have shape {(num_objects, 1, *self.mask_input_size)}, got {tuple(mask_prompt.shape)}."
-            )
+        """The decoder graphs on checked prompts (``points`` ``None``: the mask-only graph); per-object embeddings
+        ``(K, C, g, g, g)`` are run one object at a time (the graphs take a shared embedding)."""
         if tuple(image_embeddings.shape[1:]) != self.embedding_shape[1:]:
             raise ValueError(
                 f"image embeddings must be (1 or K, {self.embedding_shape[1:]}), got {image_embeddings.shape}."
             )
         if image_embeddings.shape[0] > 1:  # per-object embeddings: the graph shares one, so one run per object
             parts = [
-                self.decode(
+                self._decode(
                     image_embeddings[k : k + 1],
                     None if points is None else points[k : k + 1],
                     None if point_labels is None else point_labels[k : k + 1],
                     mask_prompt[k : k + 1],
                 )
-                for k in range(num_objects)
+                for k in range(image_embeddings.shape[0])
             ]
             return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         inputs = {"image_embeddings": image_embeddings.float(), "mask_prompt": mask_prompt.float()}
@@ -202,24 +173,3 @@ class OnnxSAMMed3D(nn.Module):
             low_res_logits: ``(K, M, 4g, 4g, 4g)``.
         """
         return self._run("upsample", low_res_logits=low_res_logits.float())[0]
-
-    def forward(
-        self,
-        image: torch.Tensor,
-        points: torch.Tensor | None = None,
-        point_labels: torch.Tensor | None = None,
-        mask_prompt: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Full-resolution logits for one window and one prompt, as ``SAMMed3D.forward``.
-
-        Args:
-            image: ``(1, 1, S, S, S)``.
-            points: ``(1, N, 3)`` or ``None``.
-            point_labels: ``(1, N)`` or ``None``.
-            mask_prompt: ``(1, 1, 4g, 4g, 4g)`` or ``None``.
-
-        Returns:
-            Logits ``(1, 1, S, S, S)``.
-        """
-        low_res, _ = self.decode(self.encode(image), points, point_labels, mask_prompt)
-        return self.upsample(low_res)

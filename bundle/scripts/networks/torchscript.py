@@ -22,10 +22,8 @@ import os
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from .prompt_encoder import check_point_prompts
-from .sam_med3d import decoder_mask_prompt
+from .exported import ExportedSAMMed3D
 
 __all__ = ["ENCODER_FILE", "DECODER_FILE", "EXPORT_INFO", "TorchScriptSAMMed3D", "check_exported"]
 
@@ -70,7 +68,7 @@ def _load(
     return module, info
 
 
-class TorchScriptSAMMed3D(nn.Module):
+class TorchScriptSAMMed3D(ExportedSAMMed3D):
     """``SAMMed3D``'s inference interface (``encode``, ``decode``, ``upsample``, ``forward``) on the exported modules.
 
     Args:
@@ -82,6 +80,8 @@ class TorchScriptSAMMed3D(nn.Module):
     Raises:
         FileNotFoundError: a file is missing; the message gives the export command.
     """
+
+    runtime = "TorchScript"
 
     def __init__(
         self, encoder: str | os.PathLike, decoder: str | os.PathLike, map_location: str | torch.device | None = None
@@ -108,38 +108,14 @@ class TorchScriptSAMMed3D(nn.Module):
             raise ValueError(f"the TorchScript encoder takes one window {expected}, got {tuple(image.shape)}.")
         return self.encoder(image)
 
-    def decode(
+    def _decode(
         self,
         image_embeddings: torch.Tensor,
-        points: torch.Tensor | None = None,
-        point_labels: torch.Tensor | None = None,
-        mask_prompt: torch.Tensor | None = None,
-        multimask_output: bool = False,
+        points: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        mask_prompt: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Low-resolution logits for ``K`` objects, as ``SAMMed3D.decode``.
-
-        Args:
-            image_embeddings: ``(1, C, g, g, g)`` shared by all objects, or ``(K, C, g, g, g)``.
-            points: ``(K, N, 3)`` voxel indices of the network input, or ``None`` for a mask-only prompt.
-            point_labels: ``(K, N)``, required with ``points``.
-            mask_prompt: previous low-resolution logits ``(K, 1, 4g, 4g, 4g)``, or ``None`` (zeros).
-            multimask_output: must be ``False``: only the single-mask output is exported (the multimask outputs were
-                never trained upstream).
-
-        Returns:
-            Logits ``(K, 1, 4g, 4g, 4g)`` and IoU predictions ``(K, 1)``.
-        """
-        if multimask_output:
-            raise ValueError("the TorchScript decoder has the single-mask output only (multimask_output=False).")
-        if points is not None and point_labels is not None:  # the traced prompt encoder lost its checks
-            check_point_prompts(points, point_labels, allowed_labels=(-1, 0, 1))
-        given_mask = mask_prompt is not None
-        mask_prompt = decoder_mask_prompt(image_embeddings, points, point_labels, mask_prompt, self.mask_input_size)
-        num_objects = mask_prompt.shape[0] if points is None else points.shape[0]
-        if given_mask and tuple(mask_prompt.shape) != (num_objects, 1, *self.mask_input_size):
-            raise ValueError(
-                f"mask prompt must have shape {(num_objects, 1, *self.mask_input_size)}, got {tuple(mask_prompt.shape)}."
-            )
+        """The traced decoder on checked prompts (``points`` ``None``: the mask-only method)."""
         if points is None:
             return self.decoder.decode_without_points(image_embeddings, mask_prompt)
         return self.decoder(image_embeddings, points, point_labels, mask_prompt)
@@ -151,24 +127,3 @@ class TorchScriptSAMMed3D(nn.Module):
             low_res_logits: ``(K, M, 4g, 4g, 4g)``.
         """
         return self.decoder.upsample(low_res_logits)
-
-    def forward(
-        self,
-        image: torch.Tensor,
-        points: torch.Tensor | None = None,
-        point_labels: torch.Tensor | None = None,
-        mask_prompt: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Full-resolution logits for one window and one prompt, as ``SAMMed3D.forward``.
-
-        Args:
-            image: ``(1, 1, S, S, S)``.
-            points: ``(1, N, 3)`` or ``None``.
-            point_labels: ``(1, N)`` or ``None``.
-            mask_prompt: ``(1, 1, 4g, 4g, 4g)`` or ``None``.
-
-        Returns:
-            Logits ``(1, 1, S, S, S)``.
-        """
-        low_res, _ = self.decode(self.encode(image), points, point_labels, mask_prompt)
-        return self.upsample(low_res)
