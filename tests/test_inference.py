@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import itk
 import numpy as np
 import pytest
@@ -128,6 +130,17 @@ def test_one_encoder_pass_per_window():
     prompts = parse_request_prompts({"objects": objects}, image.shape[1:], image.affine)
     ORACLE_INFERER(marked(image, label == 2), oracle, prompts)
     assert oracle.encoded == 1
+
+
+def test_a_request_warns_about_nothing():
+    """Painting two objects into the label map raises no warning (the main job's output stays clean)."""
+    image, label = load(DEMO[0]), load(DEMO[1])[0].numpy()
+    objects = {str(c): {"points": [deepest_voxel(label == c)], "point_labels": [1], "label": c} for c in (2, 21)}
+    prompts = parse_request_prompts({"objects": objects}, image.shape[1:], image.affine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pred = ORACLE_INFERER(marked(image, np.isin(label, (2, 21))), OracleNetwork(), prompts)
+    assert set(np.unique(pred.numpy())) == {0, 2, 21}
 
 
 def test_objects_larger_than_a_window_are_followed():

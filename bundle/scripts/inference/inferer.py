@@ -120,12 +120,12 @@ class ClickWindowInferer(Inferer):
             ``{name, label, voxels, windows, iou}`` (``iou``: the decoder's predicted IoU).
         """
         prepared = self.prepare(inputs, network)
-        label_map = torch.from_numpy(np.zeros(inputs.shape, dtype=np.uint8))  # calloc: untouched pages cost nothing
+        label_map = np.zeros(inputs.shape, dtype=np.uint8)  # calloc: untouched pages cost nothing
         records = []
         for prompt in objects:
             track = track_object(prepared, prompt, self.max_windows, self.box_margin_mm)
             box, block = track.original_region()  # painted on the object's box: its cost follows the object
-            label_map[(0, *box)][torch.from_numpy(block)] = prompt.label
+            label_map[(0, *box)][block] = prompt.label  # numpy: the track's cached block is read-only
             records.append(
                 {
                     "name": prompt.name,
@@ -141,7 +141,7 @@ class ClickWindowInferer(Inferer):
             )
         logger.info(f"segmented {len(objects)} object(s) with {prepared.num_encoded} encoder pass(es)")
         meta = {k: v for k, v in inputs.meta.items() if k != "affine"}  # the affine is set explicitly
-        return MetaTensor(label_map, affine=inputs.affine, meta=meta), records
+        return MetaTensor(torch.from_numpy(label_map), affine=inputs.affine, meta=meta), records
 
     def __call__(  # type: ignore[override]
         self, inputs: MetaTensor, network: torch.nn.Module, objects: Sequence[ObjectPrompt]
