@@ -26,9 +26,11 @@ class ExportedSAMMed3D(nn.Module):
     encoder, the decoder (click and mask prompts, the single-mask output) and the upsampling; this class checks the
     prompts as the eager network does (traced and exported graphs lost those checks) and makes the mask prompt.
 
-    Subclasses set ``mask_input_size`` and implement :meth:`encode`, :meth:`_decode` and :meth:`upsample`.
+    Subclasses set ``img_size`` and ``mask_input_size`` and implement :meth:`_encode`, :meth:`_decode` and
+    :meth:`upsample`.
     """
 
+    img_size: int
     mask_input_size: tuple[int, int, int]
     runtime = "exported"
 
@@ -84,7 +86,21 @@ class ExportedSAMMed3D(nn.Module):
         raise NotImplementedError
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """The image embedding of one window ``(1, 1, S, S, S)``."""
+        """Image embeddings of one window.
+
+        Args:
+            image: ``(1, 1, S, S, S)`` normalised intensities (the encoder was exported for one window).
+
+        Returns:
+            ``(1, C, S/16, S/16, S/16)``.
+        """
+        expected = (1, 1, self.img_size, self.img_size, self.img_size)
+        if tuple(image.shape) != expected:
+            raise ValueError(f"the {self.runtime} encoder takes one window {expected}, got {tuple(image.shape)}.")
+        return self._encode(image)
+
+    def _encode(self, image: torch.Tensor) -> torch.Tensor:
+        """The exported encoder on one checked window."""
         raise NotImplementedError
 
     def upsample(self, low_res_logits: torch.Tensor) -> torch.Tensor:

@@ -121,18 +121,8 @@ class OnnxSAMMed3D(ExportedSAMMed3D):
         device = self.anchor.device
         return [torch.from_numpy(out).to(device) for out in self.sessions[part].run(None, feed)]
 
-    def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """Image embeddings of one window.
-
-        Args:
-            image: ``(1, 1, S, S, S)`` normalised intensities (the encoder was exported for one window).
-
-        Returns:
-            ``(1, C, S/16, S/16, S/16)``.
-        """
-        expected = (1, 1, self.img_size, self.img_size, self.img_size)
-        if tuple(image.shape) != expected:
-            raise ValueError(f"the ONNX encoder takes one window {expected}, got {tuple(image.shape)}.")
+    def _encode(self, image: torch.Tensor) -> torch.Tensor:
+        """The ONNX encoder graph on one checked window."""
         return self._run("encoder", image=image.float())[0]
 
     def _decode(

@@ -94,18 +94,8 @@ class TorchScriptSAMMed3D(ExportedSAMMed3D):
         self.img_size: int = decoder_info["img_size"]
         self.mask_input_size: tuple[int, int, int] = tuple(decoder_info["mask_input_size"])  # type: ignore[assignment]
 
-    def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """Image embeddings of one window.
-
-        Args:
-            image: ``(1, 1, S, S, S)`` normalised intensities (the encoder was traced for one window).
-
-        Returns:
-            ``(1, C, S/16, S/16, S/16)``.
-        """
-        expected = (1, 1, self.img_size, self.img_size, self.img_size)
-        if tuple(image.shape) != expected:
-            raise ValueError(f"the TorchScript encoder takes one window {expected}, got {tuple(image.shape)}.")
+    def _encode(self, image: torch.Tensor) -> torch.Tensor:
+        """The traced encoder on one checked window."""
         return self.encoder(image)
 
     def _decode(
