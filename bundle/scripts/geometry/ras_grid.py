@@ -27,8 +27,16 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from .grid import TIE_TOLERANCE, as_affine
-from .resample import _RAS_LABELS, TARGET_SPACING, axis_sampling, cast_back, corner_aligned_grid, sample_along
+from .grid import as_affine
+from .resample import (
+    _RAS_LABELS,
+    TARGET_SPACING,
+    axis_sampling,
+    cast_back,
+    corner_aligned_grid,
+    sample_along,
+    valid_range,
+)
 
 __all__ = ["GridAxis", "RasGrid"]
 
@@ -66,11 +74,7 @@ class GridAxis:
         ras = torch.arange(lo, hi, dtype=torch.int64)
         resampled = (self.size - 1 - ras) if self.flip else ras
         positions = resampled.to(torch.float64) * self.scale + self.offset
-        nearest = torch.floor(positions + 0.5 + TIE_TOLERANCE)
-        inside = torch.nonzero((nearest >= 0) & (nearest < self.source_size)).flatten()
-        if inside.numel() == 0:
-            return slice(0, 0), positions[:0]
-        a, b = int(inside[0]), int(inside[-1]) + 1  # positions are monotone: the inside ones are contiguous
+        a, b = valid_range(positions, self.source_size)  # positions are monotone: the inside ones are contiguous
         return slice(lo - first + a, lo - first + b), positions[a:b]
 
 

@@ -26,6 +26,7 @@ from ..geometry.grid import translation
 from ..geometry.pasteback import paste_back_region
 from ..geometry.ras_grid import RasGrid
 from ..geometry.resample import reorient_to_ras, resample_to_spacing
+from ..geometry.window import bounding_box
 
 __all__ = ["GridMask", "PreparedImage", "Window"]
 
@@ -212,16 +213,18 @@ class GridMask:
                 "the image's own grid."
             )
         self.prepared = prepared
-        self.voxels = torch.from_numpy(np.ascontiguousarray(data != 0).view(np.uint8))[None]
+        inside = np.ascontiguousarray(data != 0)
+        self.voxels = torch.from_numpy(inside.view(np.uint8))[None]
         self._windows: dict[Start, np.ndarray] = {}
-        self.bounds = self._bounds(data != 0)
+        self.bounds = self._bounds(inside)
 
     def _bounds(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A box of the RAS grid outside which the mask is empty there (its bounding box mapped, one voxel wider)."""
-        if not mask.any():
+        found = bounding_box(mask)
+        if found is None:
             return np.zeros(3, dtype=int), np.zeros(3, dtype=int)
-        hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
-        corners = np.array(np.meshgrid(*[[h[0] - 0.5, h[-1] + 0.5] for h in hits], indexing="ij")).reshape(3, -1).T
+        edges = [[first - 0.5, stop - 0.5] for first, stop in zip(*found)]  # the outer faces of the box's voxels
+        corners = np.array(np.meshgrid(*edges, indexing="ij")).reshape(3, -1).T
         ras = self.prepared.to_ras(corners)
         lo = np.maximum(np.floor(ras.min(axis=0)).astype(int) - 1, 0)
         hi = np.minimum(np.ceil(ras.max(axis=0)).astype(int) + 2, self.prepared.grid_shape)
